@@ -1,0 +1,22 @@
+"""causal-rewards: causal reward modelling (Wang et al. 2025) with a Rust core.
+
+Reward models learn shortcuts (length, sycophancy, concepts, demographic cues). Penalising the
+MMD between the reward distributions of the bins of a spurious variable keeps rewards independent
+of it. This package computes that penalty and its gradient fast, trains with it, and audits any
+reward model's scores for such dependence.
+"""
+
+from ._core import num_threads, set_num_threads, set_parallelism
+from .functional import median_bandwidth, mmd, pairwise_bin_mmd, pairwise_bin_mmd_value_and_grad
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "median_bandwidth",
+    "mmd",
+    "num_threads",
+    "pairwise_bin_mmd",
+    "pairwise_bin_mmd_value_and_grad",
+    "set_num_threads",
+    "set_parallelism",
+]

@@ -1,0 +1,141 @@
+"""The statistics of the design ("Core API"): pairwise-bin MMD^2 and the two-sample MMD^2.
+
+For bins P and Q with S_AB = sum_{a in A, b in B} k(a, b):
+
+    biased    MMD^2 = S_PP / n_P^2 + S_QQ / n_Q^2 - 2 S_PQ / (n_P n_Q)          (diagonal included)
+    unbiased  MMD^2 = S_PP' / (n_P (n_P - 1)) + S_QQ' / (n_Q (n_Q - 1)) - 2 S_PQ / (n_P n_Q)
+              (S' excludes i = j)
+    linear    MMD^2 = mean_{i<m} k(x_2i, x_2i+1) + k(y_2i, y_2i+1) - k(x_2i, y_2i+1) - k(x_2i+1, y_2i),
+              m = min(n_P // 2, n_Q // 2), samples in input order (Gretton et al. 2012)
+
+and kernels of d = a - b: rbf exp(-d^2 / (2 s^2)), laplacian exp(-|d| / s), imq (1 + d^2 / s^2)^(-1/2),
+energy -|d|. NumPy input runs in the Rust core; torch tensors go through the differentiable op in
+``causal_rewards.torch_ops`` (Rust on CPU, Triton on CUDA).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import _core
+from ._validation import any_tensor, as_labels, as_rewards, check_num_bins, check_options
+
+
+def pairwise_bin_mmd(
+    rewards,
+    bins,
+    *,
+    num_bins=None,
+    groups=None,
+    kernel="rbf",
+    bandwidth=1.0,
+    estimator="biased",
+    reduction="mean",
+    backend="auto",
+):
+    """MMD^2 between the reward distributions of every pair of bins, reduced over the pairs.
+
+    Args:
+        rewards: 1-D floats (numpy array, torch tensor or sequence).
+        bins: 1-D ints in [0, num_bins), one per reward.
+        num_bins: M; defaults to max(bins) + 1.
+        groups: optional 1-D ints in [0, G): the statistic is computed within each group and averaged
+            over the groups that have a computable pair (conditional CRM).
+        kernel: "rbf", "laplacian", "imq" or "energy".
+        bandwidth: a float > 0, a sequence of floats (mean of the kernels), or "median" (the median of
+            |r_i - r_j| over all pairs, a constant for gradients, 1.0 if it is 0).
+        estimator: "biased", "unbiased" (needs n >= 2 per bin) or "linear" (O(n), needs n >= 2).
+        reduction: over the computable pairs m < m': "mean", "sum", "max", or "none" for the (M, M)
+            matrix ((G, M, M) with groups) with a zero diagonal and NaN where a pair is not computable.
+            With no computable pair the scalar reductions give 0.0 (and a zero gradient).
+        backend: "auto", "rust", "triton" or "torch".
+
+    Returns:
+        A float (or ndarray for reduction="none") for non-tensor input; a tensor on the rewards'
+        device, differentiable with respect to the rewards, for tensor input.
+
+    Example:
+        >>> round(pairwise_bin_mmd([0.1, 0.2, 1.5, 1.7], [0, 0, 1, 1]), 4)
+        1.2838
+    """
+    options = check_options(kernel, bandwidth, estimator, reduction, backend)
+    if any_tensor(rewards, bins, groups) or options[4] in ("torch", "triton"):
+        from . import torch_ops
+
+        return torch_ops.dispatch_pairwise(rewards, bins, num_bins, groups, *options)
+    value, matrix, _ = _rust_pairwise(rewards, bins, num_bins, groups, *options[:3], reduction=options[3])
+    if options[3] == "none":
+        return matrix if groups is not None else matrix[0]
+    return value
+
+
+def pairwise_bin_mmd_value_and_grad(
+    rewards,
+    bins,
+    *,
+    num_bins=None,
+    groups=None,
+    kernel="rbf",
+    bandwidth=1.0,
+    estimator="biased",
+    reduction="mean",
+    backend="auto",
+):
+    """``pairwise_bin_mmd`` and its gradient with respect to every reward, from one sweep over pairs.
+
+    Same arguments as ``pairwise_bin_mmd``; reduction must be a scalar one. Returns
+    (value: float, grad: float64 ndarray shaped like rewards); for torch input, tensors.
+    """
+    options = check_options(kernel, bandwidth, estimator, reduction, backend)
+    if options[3] == "none":
+        raise ValueError("reduction='none' has no scalar value to differentiate: use 'mean', 'sum' or 'max'")
+    if any_tensor(rewards, bins, groups) or options[4] in ("torch", "triton"):
+        from . import torch_ops
+
+        return torch_ops.dispatch_value_and_grad(rewards, bins, num_bins, groups, *options)
+    kernel, bandwidth, estimator, reduction, _ = options
+    r, b, g = _arrays(rewards, bins, groups)
+    value, _, grad, _ = _core.pairwise_bin_mmd_value_and_grad(
+        r, b, g, check_num_bins(num_bins), kernel, bandwidth, estimator, reduction
+    )
+    return value, grad
+
+
+def mmd(x, y, *, kernel="rbf", bandwidth=1.0, estimator="biased"):
+    """Two-sample MMD^2 between samples x and y: the same as two bins with reduction="sum".
+
+    Example:
+        >>> round(mmd([0.0, 0.1], [3.0, 3.1]), 4)
+        1.9723
+    """
+    options = check_options(kernel, bandwidth, estimator, "sum")
+    if any_tensor(x, y):
+        from . import torch_ops
+
+        return torch_ops.dispatch_mmd(x, y, *options[:3])
+    xs, ys = as_rewards(x, "x"), as_rewards(y, "y")
+    rewards = np.concatenate([xs.astype(np.float64, copy=False), ys.astype(np.float64, copy=False)])
+    bins = np.repeat(np.array([0, 1], dtype=np.int64), [xs.size, ys.size])
+    value, _, _ = _rust_pairwise(rewards, bins, 2, None, *options[:3], reduction="sum")
+    return value
+
+
+def median_bandwidth(rewards) -> float:
+    """The median of |r_i - r_j| over all pairs i < j, exact in O(n log n); 1.0 if it is 0."""
+    return _core.median_bandwidth(np.asarray(as_rewards(rewards), dtype=np.float64))
+
+
+def _arrays(rewards, bins, groups):
+    r = as_rewards(rewards)
+    b = as_labels(bins, "bins")
+    g = None if groups is None else as_labels(groups, "groups")
+    if b.shape[0] != r.shape[0]:
+        raise ValueError(f"bins has length {b.shape[0]} but rewards has length {r.shape[0]}")
+    if g is not None and g.shape[0] != r.shape[0]:
+        raise ValueError(f"groups has length {g.shape[0]} but rewards has length {r.shape[0]}")
+    return r, b, g
+
+
+def _rust_pairwise(rewards, bins, num_bins, groups, kernel, bandwidth, estimator, *, reduction):
+    r, b, g = _arrays(rewards, bins, groups)
+    return _core.pairwise_bin_mmd(r, b, g, check_num_bins(num_bins), kernel, bandwidth, estimator, reduction)

@@ -1,0 +1,192 @@
+//! Kernels on scalar rewards, as functions of d = a - b.
+//!
+//! | kernel    | k(d)                     | dk/dd                          |
+//! |-----------|--------------------------|--------------------------------|
+//! | rbf       | exp(-d^2 / (2 s^2))      | -d / s^2 * k                   |
+//! | laplacian | exp(-abs(d) / s)         | -sign(d) / s * k               |
+//! | imq       | (1 + d^2 / s^2)^(-1/2)   | -d / s^2 * (1 + d^2/s^2)^(-3/2)|
+//! | energy    | -abs(d)                  | -sign(d)                       |
+//!
+//! With several bandwidths the kernel is the mean of the kernels at each bandwidth. At d = 0 the
+//! (sub)gradient of laplacian and energy is taken as 0, so that ties contribute no gradient.
+
+use crate::error::{MmdError, Result};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KernelKind {
+    Rbf,
+    Laplacian,
+    Imq,
+    Energy,
+}
+
+impl std::str::FromStr for KernelKind {
+    type Err = MmdError;
+    fn from_str(name: &str) -> Result<Self> {
+        match name {
+            "rbf" => Ok(Self::Rbf),
+            "laplacian" => Ok(Self::Laplacian),
+            "imq" => Ok(Self::Imq),
+            "energy" => Ok(Self::Energy),
+            other => Err(MmdError::InvalidArgument(format!(
+                "unknown kernel {other:?}: expected one of \"rbf\", \"laplacian\", \"imq\", \"energy\""
+            ))),
+        }
+    }
+}
+
+/// A kernel with its bandwidths resolved to numbers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Kernel {
+    kind: KernelKind,
+    /// Per bandwidth s, the precomputed scale the kernel needs (1/(2s^2), 1/s or 1/s^2).
+    scales: Vec<f64>,
+}
+
+impl Kernel {
+    /// Builds a kernel; `bandwidths` must be non-empty, finite and > 0 (ignored for energy).
+    pub fn new(kind: KernelKind, bandwidths: &[f64]) -> Result<Self> {
+        if kind == KernelKind::Energy {
+            return Ok(Self {
+                kind,
+                scales: vec![1.0],
+            });
+        }
+        if bandwidths.is_empty() {
+            return Err(MmdError::InvalidArgument(
+                "bandwidth is an empty sequence".into(),
+            ));
+        }
+        if let Some(bad) = bandwidths.iter().find(|s| !(s.is_finite() && **s > 0.0)) {
+            return Err(MmdError::InvalidArgument(format!(
+                "bandwidth must be finite and > 0, got {bad}"
+            )));
+        }
+        let scales = bandwidths
+            .iter()
+            .map(|&s| match kind {
+                KernelKind::Rbf => 1.0 / (2.0 * s * s),
+                KernelKind::Laplacian => 1.0 / s,
+                KernelKind::Imq => 1.0 / (s * s),
+                KernelKind::Energy => unreachable!("handled above"),
+            })
+            .collect();
+        Ok(Self { kind, scales })
+    }
+
+    pub fn kind(&self) -> KernelKind {
+        self.kind
+    }
+
+    /// (kind, scale) when there is one bandwidth, so that hot loops can specialise on it.
+    pub fn single_scale(&self) -> Option<(KernelKind, f64)> {
+        match self.scales.as_slice() {
+            [c] => Some((self.kind, *c)),
+            _ => None,
+        }
+    }
+
+    /// k(d).
+    #[inline(always)]
+    pub fn value(&self, d: f64) -> f64 {
+        match self.scales.as_slice() {
+            [c] => self.value_at(d, *c),
+            many => many.iter().map(|&c| self.value_at(d, c)).sum::<f64>() / many.len() as f64,
+        }
+    }
+
+    /// (k(d), dk/dd).
+    #[inline(always)]
+    pub fn value_and_slope(&self, d: f64) -> (f64, f64) {
+        match self.scales.as_slice() {
+            [c] => self.value_and_slope_at(d, *c),
+            many => {
+                let (mut k, mut dk) = (0.0, 0.0);
+                for &c in many {
+                    let (a, b) = self.value_and_slope_at(d, c);
+                    k += a;
+                    dk += b;
+                }
+                let m = many.len() as f64;
+                (k / m, dk / m)
+            }
+        }
+    }
+
+    #[inline(always)]
+    fn value_at(&self, d: f64, c: f64) -> f64 {
+        match self.kind {
+            KernelKind::Rbf => (-d * d * c).exp(),
+            KernelKind::Laplacian => (-d.abs() * c).exp(),
+            KernelKind::Imq => 1.0 / (1.0 + d * d * c).sqrt(),
+            KernelKind::Energy => -d.abs(),
+        }
+    }
+
+    #[inline(always)]
+    fn value_and_slope_at(&self, d: f64, c: f64) -> (f64, f64) {
+        match self.kind {
+            KernelKind::Rbf => {
+                let k = (-d * d * c).exp();
+                (k, -2.0 * c * d * k)
+            }
+            KernelKind::Laplacian => {
+                let k = (-d.abs() * c).exp();
+                (k, -sign(d) * c * k)
+            }
+            KernelKind::Imq => {
+                let k = 1.0 / (1.0 + d * d * c).sqrt();
+                (k, -c * d * k * k * k)
+            }
+            KernelKind::Energy => (-d.abs(), -sign(d)),
+        }
+    }
+}
+
+/// sign with sign(0) = 0.
+#[inline(always)]
+fn sign(d: f64) -> f64 {
+    if d > 0.0 {
+        1.0
+    } else if d < 0.0 {
+        -1.0
+    } else {
+        0.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slopes_match_finite_differences() {
+        for kind in [
+            KernelKind::Rbf,
+            KernelKind::Laplacian,
+            KernelKind::Imq,
+            KernelKind::Energy,
+        ] {
+            let kernel = Kernel::new(kind, &[0.7, 2.0]).unwrap();
+            for d in [-2.3, -0.4, 0.3, 1.9] {
+                let h = 1e-6;
+                let numeric = (kernel.value(d + h) - kernel.value(d - h)) / (2.0 * h);
+                let (k, slope) = kernel.value_and_slope(d);
+                assert!((k - kernel.value(d)).abs() < 1e-15);
+                assert!(
+                    (numeric - slope).abs() < 1e-7,
+                    "{kind:?} at {d}: {numeric} vs {slope}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn refuses_bad_bandwidths() {
+        assert!(Kernel::new(KernelKind::Rbf, &[]).is_err());
+        assert!(Kernel::new(KernelKind::Rbf, &[0.0]).is_err());
+        assert!(Kernel::new(KernelKind::Imq, &[f64::NAN]).is_err());
+        assert!(Kernel::new(KernelKind::Energy, &[]).is_ok());
+        assert!("gauss".parse::<KernelKind>().is_err());
+    }
+}

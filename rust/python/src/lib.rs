@@ -1,0 +1,258 @@
+//! Thin PyO3 bindings of the `crm_mmd` core as `causal_rewards._core`: convert, release the GIL,
+//! call the core, convert back. No maths here; validation of types lives in the Python layer and
+//! validation of values in the core.
+
+use crm_mmd::{
+    Bandwidth, Estimator, Input, KernelKind, LabelColumn, MmdError, Options, Reduction,
+    RewardColumn,
+};
+use numpy::ndarray::ArrayView1;
+use numpy::{IntoPyArray, PyArray1, PyArray3, PyReadonlyArray1};
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+
+/// Maps every core error to ValueError with its message intact (all are bad values).
+struct CoreError(MmdError);
+
+impl From<CoreError> for PyErr {
+    fn from(error: CoreError) -> Self {
+        PyValueError::new_err(error.0.to_string())
+    }
+}
+
+fn core<T>(result: Result<T, MmdError>) -> PyResult<T> {
+    result.map_err(|e| CoreError(e).into())
+}
+
+/// A numpy array read in place, contiguous or strided.
+struct View<'a, T>(ArrayView1<'a, T>);
+
+impl RewardColumn for View<'_, f64> {
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+    fn get(&self, i: usize) -> f64 {
+        self.0[i]
+    }
+}
+
+impl RewardColumn for View<'_, f32> {
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+    fn get(&self, i: usize) -> f64 {
+        f64::from(self.0[i])
+    }
+}
+
+impl LabelColumn for View<'_, i64> {
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+    fn get(&self, i: usize) -> i64 {
+        self.0[i]
+    }
+}
+
+/// Rewards as float64 or float32 arrays (the Python layer converts anything else).
+#[derive(FromPyObject)]
+enum Rewards<'py> {
+    F64(PyReadonlyArray1<'py, f64>),
+    F32(PyReadonlyArray1<'py, f32>),
+}
+
+fn options(
+    kernel: &str,
+    bandwidth: &Bound<'_, PyAny>,
+    estimator: &str,
+    reduction: &str,
+) -> PyResult<Options> {
+    let bandwidth = match bandwidth.extract::<String>() {
+        Ok(name) if name == "median" => Bandwidth::Median,
+        Ok(name) => return Err(PyValueError::new_err(format!(
+            "unknown bandwidth {name:?}: expected a number, a sequence of numbers or \"median\""
+        ))),
+        Err(_) => Bandwidth::Fixed(bandwidth.extract::<Vec<f64>>()?),
+    };
+    Ok(Options {
+        kernel: core(kernel.parse::<KernelKind>())?,
+        bandwidth,
+        estimator: core(estimator.parse::<Estimator>())?,
+        reduction: core(reduction.parse::<Reduction>())?,
+    })
+}
+
+/// Runs `compute` on the input with the GIL released.
+fn with_input<'py, T: Send>(
+    py: Python<'py>,
+    rewards: &Rewards<'py>,
+    bins: &PyReadonlyArray1<'py, i64>,
+    groups: &Option<PyReadonlyArray1<'py, i64>>,
+    num_bins: Option<usize>,
+    compute: impl FnOnce(&Input) -> Result<T, MmdError> + Send,
+) -> PyResult<T> {
+    let bins = View(bins.as_array());
+    let groups = groups.as_ref().map(|g| View(g.as_array()));
+    let run = |rewards: &dyn RewardColumn| {
+        let mut input = Input::new(rewards, &bins);
+        input.num_bins = num_bins;
+        input.groups = groups.as_ref().map(|g| g as &dyn LabelColumn);
+        compute(&input)
+    };
+    core(match rewards {
+        Rewards::F64(r) => {
+            let view = View(r.as_array());
+            py.detach(|| run(&view))
+        }
+        Rewards::F32(r) => {
+            let view = View(r.as_array());
+            py.detach(|| run(&view))
+        }
+    })
+}
+
+fn matrix_array<'py>(
+    py: Python<'py>,
+    stat: &crm_mmd::Statistic,
+) -> PyResult<Bound<'py, PyArray3<f64>>> {
+    let shape = (stat.num_groups, stat.num_bins, stat.num_bins);
+    let array = numpy::ndarray::Array3::from_shape_vec(shape, stat.matrix.clone())
+        .map_err(|e| PyValueError::new_err(e.to_string()))?;
+    Ok(array.into_pyarray(py))
+}
+
+type Result3<'py> = (Option<f64>, Bound<'py, PyArray3<f64>>, Vec<f64>);
+
+/// (value or None, (G, M, M) matrix, bandwidths used).
+#[pyfunction]
+#[pyo3(signature = (rewards, bins, groups, num_bins, kernel, bandwidth, estimator, reduction))]
+#[allow(clippy::too_many_arguments)]
+fn pairwise_bin_mmd<'py>(
+    py: Python<'py>,
+    rewards: Rewards<'py>,
+    bins: PyReadonlyArray1<'py, i64>,
+    groups: Option<PyReadonlyArray1<'py, i64>>,
+    num_bins: Option<usize>,
+    kernel: &str,
+    bandwidth: &Bound<'py, PyAny>,
+    estimator: &str,
+    reduction: &str,
+) -> PyResult<Result3<'py>> {
+    let options = options(kernel, bandwidth, estimator, reduction)?;
+    let stat = with_input(py, &rewards, &bins, &groups, num_bins, |input| {
+        crm_mmd::pairwise_bin_mmd(input, &options)
+    })?;
+    Ok((
+        stat.value,
+        matrix_array(py, &stat)?,
+        stat.bandwidths.clone(),
+    ))
+}
+
+/// (value, (G, M, M) matrix, gradient, bandwidths used).
+#[pyfunction]
+#[pyo3(signature = (rewards, bins, groups, num_bins, kernel, bandwidth, estimator, reduction))]
+#[allow(clippy::too_many_arguments)]
+fn pairwise_bin_mmd_value_and_grad<'py>(
+    py: Python<'py>,
+    rewards: Rewards<'py>,
+    bins: PyReadonlyArray1<'py, i64>,
+    groups: Option<PyReadonlyArray1<'py, i64>>,
+    num_bins: Option<usize>,
+    kernel: &str,
+    bandwidth: &Bound<'py, PyAny>,
+    estimator: &str,
+    reduction: &str,
+) -> PyResult<(
+    f64,
+    Bound<'py, PyArray3<f64>>,
+    Bound<'py, PyArray1<f64>>,
+    Vec<f64>,
+)> {
+    let options = options(kernel, bandwidth, estimator, reduction)?;
+    let (stat, grad) = with_input(py, &rewards, &bins, &groups, num_bins, |input| {
+        crm_mmd::pairwise_bin_mmd_value_and_grad(input, &options)
+    })?;
+    let value = stat.value.expect("scalar reduction");
+    Ok((
+        value,
+        matrix_array(py, &stat)?,
+        grad.into_pyarray(py),
+        stat.bandwidths,
+    ))
+}
+
+/// Gradient of sum(upstream * matrix) with respect to every reward.
+#[pyfunction]
+#[pyo3(signature = (rewards, bins, groups, num_bins, kernel, bandwidth, estimator, upstream))]
+#[allow(clippy::too_many_arguments)]
+fn pairwise_bin_mmd_matrix_vjp<'py>(
+    py: Python<'py>,
+    rewards: Rewards<'py>,
+    bins: PyReadonlyArray1<'py, i64>,
+    groups: Option<PyReadonlyArray1<'py, i64>>,
+    num_bins: Option<usize>,
+    kernel: &str,
+    bandwidth: &Bound<'py, PyAny>,
+    estimator: &str,
+    upstream: PyReadonlyArray1<'py, f64>,
+) -> PyResult<Bound<'py, PyArray1<f64>>> {
+    let options = options(kernel, bandwidth, estimator, "none")?;
+    let upstream = upstream.as_array().to_vec();
+    let grad = with_input(py, &rewards, &bins, &groups, num_bins, |input| {
+        crm_mmd::pairwise_bin_mmd_matrix_vjp(input, &options, &upstream)
+    })?;
+    Ok(grad.into_pyarray(py))
+}
+
+/// Median of |r_i - r_j| over all pairs i < j, 1.0 if that is 0 or there is no pair.
+#[pyfunction]
+fn median_bandwidth(py: Python<'_>, values: PyReadonlyArray1<'_, f64>) -> PyResult<f64> {
+    let values = values.as_array().to_vec();
+    if let Some(index) = values.iter().position(|v| !v.is_finite()) {
+        return core(Err(MmdError::NonFinite {
+            name: "values",
+            index,
+            value: values[index],
+        }));
+    }
+    Ok(py.detach(|| crm_mmd::median_bandwidth(&values)))
+}
+
+/// Worker threads for the computations (0 = one per core); results never depend on it.
+#[pyfunction]
+fn set_num_threads(threads: usize) {
+    crm_mmd::set_num_threads(threads);
+}
+
+#[pyfunction]
+fn num_threads() -> usize {
+    crm_mmd::num_threads()
+}
+
+/// Switches multi-threading on or off for this process.
+#[pyfunction]
+fn set_parallelism(enabled: bool) {
+    crm_mmd::set_parallelism(enabled);
+}
+
+/// A forked child inherits a thread pool with no threads behind it: compute sequentially there.
+extern "C" fn after_fork_in_child() {
+    crm_mmd::set_parallelism(false);
+}
+
+#[pymodule]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    // SAFETY: registers a handler that only stores to an atomic flag.
+    unsafe {
+        libc::pthread_atfork(None, None, Some(after_fork_in_child));
+    }
+    m.add_function(wrap_pyfunction!(pairwise_bin_mmd, m)?)?;
+    m.add_function(wrap_pyfunction!(pairwise_bin_mmd_value_and_grad, m)?)?;
+    m.add_function(wrap_pyfunction!(pairwise_bin_mmd_matrix_vjp, m)?)?;
+    m.add_function(wrap_pyfunction!(median_bandwidth, m)?)?;
+    m.add_function(wrap_pyfunction!(set_num_threads, m)?)?;
+    m.add_function(wrap_pyfunction!(num_threads, m)?)?;
+    m.add_function(wrap_pyfunction!(set_parallelism, m)?)?;
+    Ok(())
+}
