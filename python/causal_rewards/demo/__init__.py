@@ -1,0 +1,1 @@
+"""`crm demo`: the package's main job."""
