@@ -114,6 +114,11 @@ def mmd(x, y, *, kernel="rbf", bandwidth=1.0, estimator="biased"):
 
         return torch_ops.dispatch_mmd(x, y, *options[:3])
     xs, ys = as_rewards(x, "x"), as_rewards(y, "y")
+    for name, sample in (("x", xs), ("y", ys)):
+        bad = np.flatnonzero(~np.isfinite(sample))
+        if bad.size:  # named here: after concatenation the core would only see "rewards"
+            value = "NaN" if np.isnan(sample[bad[0]]) else str(float(sample[bad[0]]))
+            raise ValueError(f"{name}[{bad[0]}] is {value}: values must be finite")
     rewards = np.concatenate([xs.astype(np.float64, copy=False), ys.astype(np.float64, copy=False)])
     bins = np.repeat(np.array([0, 1], dtype=np.int64), [xs.size, ys.size])
     value, _, _ = _rust_pairwise(rewards, bins, 2, None, *options[:3], reduction="sum")
