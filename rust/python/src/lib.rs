@@ -69,9 +69,11 @@ fn options(
 ) -> PyResult<Options> {
     let bandwidth = match bandwidth.extract::<String>() {
         Ok(name) if name == "median" => Bandwidth::Median,
-        Ok(name) => return Err(PyValueError::new_err(format!(
+        Ok(name) => {
+            return Err(PyValueError::new_err(format!(
             "unknown bandwidth {name:?}: expected a number, a sequence of numbers or \"median\""
-        ))),
+        )))
+        }
         Err(_) => Bandwidth::Fixed(bandwidth.extract::<Vec<f64>>()?),
     };
     Ok(Options {
@@ -225,6 +227,7 @@ fn set_num_threads(threads: usize) {
     crm_mmd::set_num_threads(threads);
 }
 
+/// The number of worker threads the next computation uses (1 when parallelism is off).
 #[pyfunction]
 fn num_threads() -> usize {
     crm_mmd::num_threads()

@@ -1,0 +1,155 @@
+//! The core against a direct brute force, finite differences, and itself under other thread counts.
+
+use crm_mmd::*;
+
+fn batch(n: usize, bins: i64, seed: u64) -> (Vec<f64>, Vec<i64>, Vec<i64>) {
+    let mut state = seed.wrapping_mul(0x9e3779b97f4a7c15) | 1;
+    let mut uniform = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state >> 11) as f64 / (1u64 << 53) as f64
+    };
+    let labels: Vec<i64> = (0..n).map(|_| (uniform() * bins as f64) as i64).collect();
+    let groups: Vec<i64> = (0..n).map(|_| (uniform() * 2.0) as i64).collect();
+    let rewards = labels
+        .iter()
+        .map(|&b| 3.0 * uniform() + 0.5 * b as f64)
+        .collect();
+    (rewards, labels, groups)
+}
+
+/// Biased rbf MMD^2 of every pair, one pair at a time, mean over pairs and groups.
+fn brute_force(rewards: &[f64], bins: &[i64], groups: &[i64], m: i64, s: f64) -> f64 {
+    let k = |a: f64, b: f64| (-(a - b) * (a - b) / (2.0 * s * s)).exp();
+    let mean_k = |x: &[f64], y: &[f64]| {
+        x.iter()
+            .flat_map(|&a| y.iter().map(move |&b| k(a, b)))
+            .sum::<f64>()
+            / (x.len() * y.len()) as f64
+    };
+    let mut per_group = Vec::new();
+    for g in 0..=*groups.iter().max().unwrap() {
+        let sample = |p: i64| -> Vec<f64> {
+            (0..rewards.len())
+                .filter(|&i| bins[i] == p && groups[i] == g)
+                .map(|i| rewards[i])
+                .collect()
+        };
+        let mut values = Vec::new();
+        for p in 0..m {
+            for q in p + 1..m {
+                let (x, y) = (sample(p), sample(q));
+                if !x.is_empty() && !y.is_empty() {
+                    values.push(mean_k(&x, &x) + mean_k(&y, &y) - 2.0 * mean_k(&x, &y));
+                }
+            }
+        }
+        if !values.is_empty() {
+            per_group.push(values.iter().sum::<f64>() / values.len() as f64);
+        }
+    }
+    per_group.iter().sum::<f64>() / per_group.len() as f64
+}
+
+#[test]
+fn biased_rbf_matches_brute_force() {
+    let (rewards, bins, groups) = batch(300, 7, 1);
+    let options = Options {
+        bandwidth: Bandwidth::Fixed(vec![0.8]),
+        ..Options::default()
+    };
+    let input = Input::new(&rewards, &bins).with_groups(&groups);
+    let value = pairwise_bin_mmd(&input, &options).unwrap().value.unwrap();
+    let expected = brute_force(&rewards, &bins, &groups, 7, 0.8);
+    assert!(
+        (value - expected).abs() <= 1e-12 * expected.abs().max(1e-3),
+        "{value} vs {expected}"
+    );
+}
+
+#[test]
+fn gradients_match_finite_differences() {
+    let (rewards, bins, groups) = batch(40, 3, 2);
+    for kernel in [
+        KernelKind::Rbf,
+        KernelKind::Laplacian,
+        KernelKind::Imq,
+        KernelKind::Energy,
+    ] {
+        for estimator in [Estimator::Biased, Estimator::Unbiased, Estimator::Linear] {
+            for reduction in [Reduction::Mean, Reduction::Sum, Reduction::Max] {
+                let options = Options {
+                    kernel,
+                    bandwidth: Bandwidth::Fixed(vec![0.5, 2.0]),
+                    estimator,
+                    reduction,
+                };
+                let value_at = |r: &Vec<f64>| {
+                    let input = Input::new(r, &bins).with_groups(&groups);
+                    pairwise_bin_mmd(&input, &options).unwrap().value.unwrap()
+                };
+                let input = Input::new(&rewards, &bins).with_groups(&groups);
+                let (_, grad) = pairwise_bin_mmd_value_and_grad(&input, &options).unwrap();
+                for i in 0..rewards.len() {
+                    let h = 1e-6;
+                    let (mut up, mut down) = (rewards.clone(), rewards.clone());
+                    up[i] += h;
+                    down[i] -= h;
+                    let numeric = (value_at(&up) - value_at(&down)) / (2.0 * h);
+                    assert!(
+                        (numeric - grad[i]).abs() < 1e-6 + 1e-5 * numeric.abs(),
+                        "{kernel:?} {estimator:?} {reduction:?} at {i}: {numeric} vs {}",
+                        grad[i]
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn results_are_bitwise_the_same_for_any_thread_count() {
+    let (rewards, bins, groups) = batch(5000, 13, 3);
+    let options = Options {
+        bandwidth: Bandwidth::Median,
+        ..Options::default()
+    };
+    let input = Input::new(&rewards, &bins).with_groups(&groups);
+    let run = |threads: usize| {
+        set_num_threads(threads);
+        pairwise_bin_mmd_value_and_grad(&input, &options).unwrap()
+    };
+    let (one, two, five) = (run(1), run(2), run(5));
+    set_num_threads(0);
+    let bits = |(s, g): &(Statistic, Vec<f64>)| {
+        (
+            s.value.unwrap().to_bits(),
+            g.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+        )
+    };
+    assert_eq!(bits(&one), bits(&two));
+    assert_eq!(bits(&one), bits(&five));
+}
+
+#[test]
+fn bad_input_is_an_error_not_a_panic() {
+    let rewards = vec![0.0, f64::NAN, 1.0];
+    let bins = vec![0i64, 1, 0];
+    let err = pairwise_bin_mmd(&Input::new(&rewards, &bins), &Options::default()).unwrap_err();
+    assert_eq!(err.to_string(), "rewards[1] is NaN: values must be finite");
+    let rewards = vec![0.0, 1.0];
+    let bins = vec![0i64, 3];
+    let err = pairwise_bin_mmd(
+        &Input::new(&rewards, &bins).with_num_bins(2),
+        &Options::default(),
+    )
+    .unwrap_err();
+    assert_eq!(err.to_string(), "bins[1] = 3 is out of range [0, 2)");
+    let empty: Vec<f64> = vec![];
+    let none: Vec<i64> = vec![];
+    assert!(matches!(
+        pairwise_bin_mmd(&Input::new(&empty, &none), &Options::default()),
+        Err(MmdError::Empty { .. })
+    ));
+}
