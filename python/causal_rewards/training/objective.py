@@ -1,0 +1,153 @@
+"""The training objective shared by every trainer: ``CausalRewardLoss`` plus the memory bank, the global
+batch under data parallelism and the length-penalty baseline.
+
+For a batch of B pairs with rewards r_w, r_l, bins b_w, b_l, lengths len_w, len_l and margin m:
+
+    preference = -mean log sigmoid(r_w - r_l - m + alpha (len_w - len_l))
+    penalty    = pairwise-bin MMD^2 over R = [r_w, r_l | other ranks' rewards | memory bank],
+                 groups chosen/rejected when conditional, one group otherwise
+    loss       = preference + lambda_mmd * penalty
+
+alpha = ``length_penalty`` (the baseline "reward - alpha * length": the Bradley-Terry logit is taken
+on r + alpha * len, so the model's own reward r learns the preference score minus alpha * len; it is
+passed to ``CausalRewardLoss`` as the margin m - alpha (len_w - len_l)). The penalty is always on the
+model's reward r. With no bank and one process the whole objective is ``CausalRewardLoss`` itself.
+Other ranks' rewards and the bank's are constants: gradients flow only through this rank's batch (the
+gradient is scaled so that DDP's average equals the single-process gradient, see ``distributed``).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+
+from .. import torch_ops
+from ..loss import CausalRewardLoss
+from . import distributed
+from .memory_bank import MemoryBank
+
+
+class CRMStepOutput(NamedTuple):
+    loss: torch.Tensor
+    preference_loss: torch.Tensor
+    mmd: torch.Tensor
+    accuracy: torch.Tensor
+
+    def metrics(self) -> dict[str, float]:
+        """Detached floats for logging."""
+        return {name: float(value.detach()) for name, value in self._asdict().items()}
+
+
+class CRMObjective:
+    """Computes the CRM loss of a batch, keeping the memory bank (if any) up to date.
+
+    Args:
+        lambda_mmd, conditional, kernel, bandwidth, estimator, reduction: as in ``CausalRewardLoss``.
+        num_bins: M, the fitted number of (crossed) bins.
+        memory_bank_size: per-(group, bin) queue length of past detached rewards (0 = no bank).
+        length_penalty: alpha of the length-penalty baseline (0 = off).
+        distributed: gather the global batch from all ranks when a process group is initialised.
+    """
+
+    def __init__(
+        self,
+        *,
+        lambda_mmd: float = 0.0,
+        conditional: bool = True,
+        num_bins: int,
+        kernel: str = "rbf",
+        bandwidth=1.0,
+        estimator: str = "biased",
+        reduction: str = "mean",
+        memory_bank_size: int = 0,
+        length_penalty: float = 0.0,
+        distributed: bool = True,
+    ):
+        self.loss_fn = CausalRewardLoss(
+            lambda_mmd=lambda_mmd,
+            conditional=conditional,
+            kernel=kernel,
+            bandwidth=bandwidth,
+            estimator=estimator,
+            reduction=reduction,
+            num_bins=num_bins,
+        )
+        self.num_bins = num_bins
+        self.length_penalty = float(length_penalty)
+        self.distributed = distributed
+        self.num_groups = 2 if conditional else 1
+        self.bank = MemoryBank(memory_bank_size, num_bins, self.num_groups) if memory_bank_size else None
+
+    def __call__(
+        self,
+        r_chosen: torch.Tensor,
+        r_rejected: torch.Tensor,
+        bins_chosen: torch.Tensor,
+        bins_rejected: torch.Tensor,
+        *,
+        length_chosen: torch.Tensor | None = None,
+        length_rejected: torch.Tensor | None = None,
+        margin: torch.Tensor | float | None = None,
+        training: bool = True,
+    ) -> CRMStepOutput:
+        """The loss of one batch. ``training=False`` (evaluation) neither reads nor updates the bank."""
+        if self.length_penalty != 0.0:
+            if length_chosen is None or length_rejected is None:
+                raise ValueError("length_penalty needs the lengths of the chosen and rejected responses")
+            shift = self.length_penalty * (length_chosen - length_rejected).to(r_chosen.dtype)
+            margin = -shift if margin is None else margin - shift
+        _, world = distributed.world() if self.distributed else (0, 1)
+        use_bank = self.bank is not None and training
+        if not use_bank and world == 1:
+            out = self.loss_fn(r_chosen, r_rejected, bins_chosen, bins_rejected, margin=margin)
+            loss, preference, mmd = out
+        else:
+            # Same preference term as CausalRewardLoss; the penalty sees the global batch and the bank.
+            logits = r_chosen - r_rejected
+            if margin is not None:
+                logits = logits - margin
+            preference = -F.logsigmoid(logits).mean()
+            rewards = torch.cat([r_chosen, r_rejected])
+            bins = torch.cat([bins_chosen, bins_rejected]).long()
+            groups = torch.cat([torch.zeros_like(bins_chosen), torch.ones_like(bins_rejected)]).long()
+            if self.num_groups == 1:
+                groups = torch.zeros_like(groups)
+            if world > 1:
+                rewards, bins, groups = distributed.gather_global(rewards, bins, groups)
+            batch = (rewards.detach(), bins, groups)
+            if use_bank:
+                stored, stored_bins, stored_groups = self.bank.contents()
+                rewards = torch.cat([rewards, stored.to(rewards)])
+                bins = torch.cat([bins, stored_bins.to(bins.device)])
+                groups = torch.cat([groups, stored_groups.to(groups.device)])
+                self.bank.push(*batch)
+            fn = self.loss_fn
+            mmd = torch_ops.dispatch_pairwise(
+                rewards,
+                bins,
+                self.num_bins,
+                groups if self.num_groups > 1 else None,
+                fn.kernel,
+                fn.bandwidth,
+                fn.estimator,
+                fn.reduction,
+                fn.backend,
+            ).to(preference.dtype)
+            loss = preference + fn.lambda_mmd * distributed.scale_grad(mmd, world)
+        with torch.no_grad():
+            accuracy = (r_chosen > r_rejected).to(preference.dtype).mean()
+        return CRMStepOutput(loss, preference, mmd, accuracy)
+
+    def bank_state_dict(self) -> dict | None:
+        return None if self.bank is None else self.bank.state_dict()
+
+    def load_bank_state_dict(self, state: dict | None) -> None:
+        if (state is None) != (self.bank is None):
+            raise ValueError(
+                "the checkpoint's memory bank does not match this trainer's memory_bank_size "
+                f"({'none' if state is None else state['size']} vs {0 if self.bank is None else self.bank.size})"
+            )
+        if self.bank is not None:
+            self.bank.load_state_dict(state)

@@ -1,0 +1,515 @@
+"""A plain PyTorch trainer for causal reward models: any ``nn.Module`` mapping a batch to one reward per
+response, no transformers needed.
+
+Objective per batch of pairs (x_w, x_l) with spurious values z (see ``CRMObjective``):
+
+    L = -mean log sigmoid((r(x_w) + alpha len_w) - (r(x_l) + alpha len_l))
+        + lambda_mmd * mean_{m < m'} MMD^2(P(r | bin m), P(r | bin m'))
+
+The bins of z are fitted once on the training set and saved with checkpoints. Deterministic under
+``seed``: the order of the examples in epoch e is a permutation drawn from a generator seeded with
+(seed, e), and the global torch RNG (dropout) is seeded at the start and saved in checkpoints, so that
+resuming from a checkpoint at step k reproduces the uninterrupted run exactly.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import pickle
+import random
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import _batches
+from .objective import CRMObjective
+from .spurious import SpuriousBins, as_columns
+
+logger = logging.getLogger(__name__)
+
+_FORMAT = "causal_rewards.PlainRewardTrainer/1"
+_SCHEDULERS = ("constant", "linear", "cosine")
+
+
+@dataclass
+class PreferencePairs:
+    """N preference pairs: model inputs for the chosen and rejected responses and their spurious values.
+
+    Args:
+        chosen, rejected: model inputs with N rows (a tensor, or a tuple / dict of tensors).
+        spurious_chosen, spurious_rejected: the spurious variable of each response, shape (N,), or (N, k)
+            for k variables crossed into one bin per combination (numbers, or labels for "categorical").
+            For a variable of the pair (e.g. of the prompt) pass the same values twice.
+        length_chosen, length_rejected: response lengths (N,), needed by ``length_penalty``.
+    """
+
+    chosen: Any
+    rejected: Any
+    spurious_chosen: Any
+    spurious_rejected: Any
+    length_chosen: Any = None
+    length_rejected: Any = None
+
+    def __post_init__(self):
+        n = _batches.num_rows(self.chosen, "chosen")
+        if _batches.num_rows(self.rejected, "rejected") != n:
+            raise ValueError(
+                f"chosen has {n} rows but rejected has {_batches.num_rows(self.rejected, 'rejected')}"
+            )
+        if n == 0:
+            raise ValueError("PreferencePairs is empty")
+        self._spurious = (
+            as_columns(self.spurious_chosen, n, "spurious_chosen"),
+            as_columns(self.spurious_rejected, n, "spurious_rejected"),
+        )
+        if len(self._spurious[0]) != len(self._spurious[1]):
+            raise ValueError(
+                f"spurious_chosen has {len(self._spurious[0])} columns but spurious_rejected has "
+                f"{len(self._spurious[1])}"
+            )
+        self._lengths = None
+        if (self.length_chosen is None) != (self.length_rejected is None):
+            raise ValueError("give both length_chosen and length_rejected, or neither")
+        if self.length_chosen is not None:
+            self._lengths = tuple(
+                _as_lengths(value, n, name)
+                for value, name in (
+                    (self.length_chosen, "length_chosen"),
+                    (self.length_rejected, "length_rejected"),
+                )
+            )
+
+    def __len__(self) -> int:
+        return _batches.num_rows(self.chosen, "chosen")
+
+
+def _as_lengths(value, n: int, name: str) -> torch.Tensor:
+    array = value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
+    if array.shape != (n,):
+        raise ValueError(f"{name} must have shape ({n},), got {array.shape}")
+    if array.dtype.kind not in "iuf":
+        raise TypeError(f"{name} must hold numbers, got dtype {array.dtype}")
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"{name}[{int(np.flatnonzero(~np.isfinite(array))[0])}] is not finite")
+    return torch.as_tensor(array.astype(np.float64))
+
+
+@dataclass
+class PlainTrainerConfig:
+    """Options of ``PlainRewardTrainer``; the CRM fields mean the same as in ``CausalRewardConfig``.
+
+    lambda_mmd: weight of the MMD penalty (0 = vanilla Bradley-Terry reward model).
+    conditional: MMD within chosen and within rejected responses, averaged (True), or pooled (False).
+    num_bins, binning: bins of each spurious variable ("quantile", "uniform", "categorical"); a list
+        gives one value per crossed variable.
+    kernel, bandwidth, estimator: of the MMD (see ``causal_rewards.pairwise_bin_mmd``).
+    memory_bank_size: per-(group, bin) queue of recent detached rewards joining the MMD (0 = off).
+    length_penalty: alpha of the length-penalty baseline: the Bradley-Terry logit is taken on
+        r + alpha * length, so that at the optimum the model's reward r is the data's preference score
+        minus alpha * length (the R-DPO form of "reward - alpha * length"); needs lengths.
+    lr_scheduler: "constant", "linear" (decay to 0) or "cosine", after ``warmup_steps`` of linear warmup.
+    eval_every: evaluate on ``eval`` every this many steps (and at the end); early stopping counts
+        evaluations without an improvement of eval loss.
+    output_dir, save_every: write ``checkpoint-{step}.pt`` there every this many steps.
+    """
+
+    lambda_mmd: float = 0.0
+    conditional: bool = True
+    num_bins: int | list[int] = 10
+    binning: str | list[str] = "quantile"
+    kernel: str = "rbf"
+    bandwidth: float | list[float] | str = 1.0
+    estimator: str = "biased"
+    memory_bank_size: int = 0
+    length_penalty: float = 0.0
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.0
+    batch_size: int = 32
+    num_epochs: int = 1
+    max_steps: int | None = None
+    seed: int = 0
+    eval_every: int | None = None
+    early_stopping_patience: int | None = None
+    progress: bool = True
+    output_dir: str | None = None
+    save_every: int | None = None
+    lr_scheduler: str = "constant"
+    warmup_steps: int = 0
+    max_grad_norm: float | None = None
+    log_every: int = 1
+    eval_batch_size: int = 256
+    extra: dict = field(default_factory=dict)  # free-form, saved with checkpoints
+
+    def __post_init__(self):
+        def positive_int(name, allow_none=False, allow_zero=False):
+            value = getattr(self, name)
+            if value is None and allow_none:
+                return
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise TypeError(f"PlainTrainerConfig.{name} must be an int, got {type(value).__name__}")
+            if value < (0 if allow_zero else 1):
+                raise ValueError(
+                    f"PlainTrainerConfig.{name} must be >= {0 if allow_zero else 1}, got {value}"
+                )
+
+        for name in ("batch_size", "num_epochs", "log_every", "eval_batch_size"):
+            positive_int(name)
+        for name in ("max_steps", "eval_every", "early_stopping_patience", "save_every"):
+            positive_int(name, allow_none=True)
+        positive_int("warmup_steps", allow_zero=True)
+        positive_int("memory_bank_size", allow_zero=True)
+        positive_int("seed", allow_zero=True)
+        for name in ("lambda_mmd", "length_penalty", "learning_rate", "weight_decay"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+                raise ValueError(f"PlainTrainerConfig.{name} must be a finite number, got {value!r}")
+        if self.lambda_mmd < 0:
+            raise ValueError(f"PlainTrainerConfig.lambda_mmd must be >= 0, got {self.lambda_mmd}")
+        if self.learning_rate <= 0:
+            raise ValueError(f"PlainTrainerConfig.learning_rate must be > 0, got {self.learning_rate}")
+        if self.lr_scheduler not in _SCHEDULERS:
+            raise ValueError(f"unknown lr_scheduler {self.lr_scheduler!r}: expected one of {_SCHEDULERS}")
+        if self.save_every is not None and self.output_dir is None:
+            raise ValueError("PlainTrainerConfig.save_every needs output_dir")
+        if self.early_stopping_patience is not None and self.eval_every is None:
+            raise ValueError("PlainTrainerConfig.early_stopping_patience needs eval_every")
+
+
+class PlainRewardTrainer:
+    """Trains ``model`` (inputs -> one reward per row) on preference pairs with the CRM objective.
+
+    Example:
+        >>> model = torch.nn.Linear(4, 1)
+        >>> pairs = PreferencePairs(chosen=torch.randn(64, 4), rejected=torch.randn(64, 4),
+        ...                         spurious_chosen=np.arange(64) % 4, spurious_rejected=np.arange(64) % 3)
+        >>> trainer = PlainRewardTrainer(model, PlainTrainerConfig(lambda_mmd=1.0, progress=False,
+        ...                              num_bins=4, binning="categorical"), train=pairs)
+        >>> history = trainer.train()
+        >>> trainer.predict(torch.randn(5, 4)).shape
+        torch.Size([5])
+    """
+
+    def __init__(self, model: torch.nn.Module, config: PlainTrainerConfig, train: PreferencePairs, eval=None):
+        if not isinstance(model, torch.nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        if not isinstance(config, PlainTrainerConfig):
+            raise TypeError(f"config must be a PlainTrainerConfig, got {type(config).__name__}")
+        for name, pairs in (("train", train), ("eval", eval)):
+            if pairs is not None and not isinstance(pairs, PreferencePairs):
+                raise TypeError(f"{name} must be PreferencePairs, got {type(pairs).__name__}")
+        if train is None:
+            raise ValueError("train pairs are required")
+        if config.length_penalty != 0 and (
+            train._lengths is None or (eval is not None and eval._lengths is None)
+        ):
+            raise ValueError(
+                "length_penalty needs length_chosen and length_rejected in the train and eval pairs"
+            )
+        if eval is not None and len(eval._spurious[0]) != len(train._spurious[0]):
+            raise ValueError(
+                f"eval has {len(eval._spurious[0])} spurious columns but train has {len(train._spurious[0])}"
+            )
+        if config.eval_every is not None and eval is None:
+            raise ValueError("PlainTrainerConfig.eval_every needs eval pairs")
+        self.model = model
+        self.config = config
+        self.train_pairs = train
+        self.eval_pairs = eval
+        # Bins fitted once, on the pooled chosen and rejected values of the training set.
+        self.bins = SpuriousBins(binning=config.binning, num_bins=config.num_bins)
+        self.bins.fit([np.concatenate([c, r]) for c, r in zip(*train._spurious)])
+        self._train_bins = self._bin(train)
+        self._eval_bins = self._bin(eval) if eval is not None else None
+        self.objective = CRMObjective(
+            lambda_mmd=config.lambda_mmd,
+            conditional=config.conditional,
+            num_bins=self.bins.num_bins,
+            kernel=config.kernel,
+            bandwidth=config.bandwidth,
+            estimator=config.estimator,
+            memory_bank_size=config.memory_bank_size,
+            length_penalty=config.length_penalty,
+            distributed=False,
+        )
+        self.optimizer = torch.optim.AdamW(
+            [p for p in model.parameters() if p.requires_grad],
+            lr=config.learning_rate,
+            weight_decay=config.weight_decay,
+        )
+        self.steps_per_epoch = math.ceil(len(train) / config.batch_size)
+        self.total_steps = config.max_steps or config.num_epochs * self.steps_per_epoch
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
+        self.step = 0
+        self.history: list[dict] = []
+        self.best_eval_loss = math.inf
+        self.evals_without_improvement = 0
+        self.stopped_early = False
+        self._resumed = False
+
+    # ----------------------------------------------------------------------------------------------- setup
+    def _bin(self, pairs: PreferencePairs) -> tuple[torch.Tensor, torch.Tensor]:
+        return tuple(torch.as_tensor(self.bins.transform(columns)) for columns in pairs._spurious)
+
+    def _lr_factor(self, step: int) -> float:
+        warmup = self.config.warmup_steps
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        if self.config.lr_scheduler == "constant":
+            return 1.0
+        progress = min(1.0, (step - warmup) / max(1, self.total_steps - warmup))
+        if self.config.lr_scheduler == "linear":
+            return 1.0 - progress
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    @property
+    def device(self) -> torch.device:
+        for tensor in self.model.parameters():
+            return tensor.device
+        return torch.device("cpu")
+
+    def _epoch_order(self, epoch: int) -> torch.Tensor:
+        generator = torch.Generator().manual_seed(self.config.seed * 1_000_003 + epoch)
+        return torch.randperm(len(self.train_pairs), generator=generator)
+
+    # ------------------------------------------------------------------------------------------- training
+    def _batch_rewards(
+        self, pairs: PreferencePairs, index: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        device = self.device
+        x = _batches.concat(_batches.take(pairs.chosen, index), _batches.take(pairs.rejected, index))
+        rewards = _batches.forward(self.model, _batches.to_device(x, device), 2 * index.numel())
+        return rewards[: index.numel()], rewards[index.numel() :]
+
+    def _objective(self, pairs, bins, index, r_c, r_r, *, training: bool):
+        device = r_c.device
+        lengths = pairs._lengths
+        return self.objective(
+            r_c,
+            r_r,
+            bins[0][index].to(device),
+            bins[1][index].to(device),
+            length_chosen=None if lengths is None else lengths[0][index].to(device),
+            length_rejected=None if lengths is None else lengths[1][index].to(device),
+            training=training,
+        )
+
+    def train(self) -> list[dict]:
+        """Runs (or, after ``resume_from``, continues) training; returns the history of logged steps."""
+        config = self.config
+        if not self._resumed and self.step == 0:
+            torch.manual_seed(config.seed)  # dropout and any other randomness in the model
+        progress = _progress_bar(config.progress, self.total_steps, self.step)
+        self.model.train()
+        try:
+            while self.step < self.total_steps and not self.stopped_early:
+                epoch, position = divmod(self.step, self.steps_per_epoch)
+                order = self._epoch_order(epoch)
+                index = order[position * config.batch_size : (position + 1) * config.batch_size]
+                record = self._train_step(index)
+                self.step += 1
+                record.update(step=self.step, epoch=epoch + (position + 1) / self.steps_per_epoch)
+                evaluated = config.eval_every is not None and (
+                    self.step % config.eval_every == 0 or self.step == self.total_steps
+                )
+                if evaluated:
+                    record.update(self._evaluate_and_track())
+                if self.step % config.log_every == 0 or evaluated or self.step == self.total_steps:
+                    self.history.append(record)
+                    logger.info("step %d: %s", self.step, {k: round(v, 5) for k, v in record.items()})
+                if progress is not None:
+                    progress.update(1)
+                    progress.set_postfix(loss=f"{record['loss']:.4f}", mmd=f"{record['mmd']:.4f}")
+                if config.save_every is not None and self.step % config.save_every == 0:
+                    self.save_checkpoint(os.path.join(config.output_dir, f"checkpoint-{self.step}.pt"))
+        finally:
+            if progress is not None:
+                progress.close()
+        self.model.eval()
+        return self.history
+
+    def _train_step(self, index: torch.Tensor) -> dict:
+        r_c, r_r = self._batch_rewards(self.train_pairs, index)
+        out = self._objective(self.train_pairs, self._train_bins, index, r_c, r_r, training=True)
+        self.optimizer.zero_grad(set_to_none=True)
+        out.loss.backward()
+        if self.config.max_grad_norm is not None:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.max_grad_norm)
+        lr = self.optimizer.param_groups[0]["lr"]
+        self.optimizer.step()
+        self.scheduler.step()
+        if not torch.isfinite(out.loss.detach()):
+            raise FloatingPointError(f"the loss became {out.loss.item()} at step {self.step + 1}")
+        return {**out.metrics(), "lr": lr}
+
+    # ----------------------------------------------------------------------------------------- evaluation
+    @torch.no_grad()
+    def evaluate(self, pairs: PreferencePairs | None = None) -> dict:
+        """Loss, preference loss, MMD and accuracy over a whole set of pairs (default: the eval pairs).
+
+        The MMD is the exact statistic over all the set's rewards (the bias metric the penalty targets),
+        without the memory bank.
+        """
+        pairs = self.eval_pairs if pairs is None else pairs
+        if pairs is None:
+            raise ValueError("no eval pairs: pass PreferencePairs to evaluate()")
+        bins = self._eval_bins if pairs is self.eval_pairs else self._bin(pairs)
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            parts = [
+                self._batch_rewards(pairs, index)
+                for index in torch.arange(len(pairs)).split(self.config.eval_batch_size)
+            ]
+        finally:
+            self.model.train(was_training)
+        r_c = torch.cat([p[0] for p in parts])
+        r_r = torch.cat([p[1] for p in parts])
+        out = self._objective(pairs, bins, torch.arange(len(pairs)), r_c, r_r, training=False)
+        return {f"eval_{key}": value for key, value in out.metrics().items()}
+
+    def _evaluate_and_track(self) -> dict:
+        metrics = self.evaluate()
+        if metrics["eval_loss"] < self.best_eval_loss:
+            self.best_eval_loss = metrics["eval_loss"]
+            self.evals_without_improvement = 0
+        else:
+            self.evals_without_improvement += 1
+            patience = self.config.early_stopping_patience
+            if patience is not None and self.evals_without_improvement >= patience:
+                self.stopped_early = True
+                logger.info(
+                    "early stopping at step %d: eval loss did not improve %d times", self.step, patience
+                )
+        return metrics
+
+    @torch.no_grad()
+    def predict(self, x) -> torch.Tensor:
+        """Rewards (N,) of the inputs x (N rows), in eval mode, on the CPU."""
+        n = _batches.num_rows(x, "x")
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            out = [
+                _batches.forward(
+                    self.model, _batches.to_device(_batches.take(x, index), self.device), index.numel()
+                )
+                for index in torch.arange(n).split(self.config.eval_batch_size)
+            ]
+        finally:
+            self.model.train(was_training)
+        return torch.cat(out).detach().cpu() if out else torch.zeros(0)
+
+    # ---------------------------------------------------------------------------------------- checkpoints
+    def state_dict(self) -> dict:
+        return {
+            "format": _FORMAT,
+            "step": self.step,
+            "config": _plain(asdict(self.config)),
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "bins": self.bins.state_dict(),
+            "memory_bank": self.objective.bank_state_dict(),
+            "rng": _rng_state(),
+            "history": self.history,
+            "early_stopping": {
+                "best_eval_loss": self.best_eval_loss,
+                "evals_without_improvement": self.evals_without_improvement,
+                "stopped_early": self.stopped_early,
+            },
+        }
+
+    def save_checkpoint(self, path: str | os.PathLike) -> None:
+        """Writes model, optimiser, scheduler, RNG states, bin edges and memory bank to ``path`` atomically."""
+        path = os.fspath(path)
+        directory = os.path.dirname(path)
+        if directory:
+            os.makedirs(directory, exist_ok=True)
+        tmp = f"{path}.tmp-{os.getpid()}"
+        try:
+            torch.save(self.state_dict(), tmp)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+
+    def resume_from(self, path: str | os.PathLike) -> None:
+        """Restores a checkpoint of ``save_checkpoint``; ``train()`` then continues from its step."""
+        path = os.fspath(path)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"no checkpoint at {path}")
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except (
+            RuntimeError,
+            OSError,
+            EOFError,
+            ValueError,
+            pickle.UnpicklingError,
+        ) as error:  # truncated, foreign
+            raise ValueError(f"{path} is not a readable PlainRewardTrainer checkpoint: {error}") from None
+        if not isinstance(state, dict) or state.get("format") != _FORMAT:
+            raise ValueError(f"{path} is not a PlainRewardTrainer checkpoint (format {_FORMAT})")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.bins.load_state_dict(state["bins"])
+        self._train_bins = self._bin(self.train_pairs)
+        if self.eval_pairs is not None:
+            self._eval_bins = self._bin(self.eval_pairs)
+        self.objective.load_bank_state_dict(state["memory_bank"])
+        self.step = int(state["step"])
+        self.history = list(state["history"])
+        early = state["early_stopping"]
+        self.best_eval_loss = float(early["best_eval_loss"])
+        self.evals_without_improvement = int(early["evals_without_improvement"])
+        self.stopped_early = bool(early["stopped_early"])
+        _set_rng_state(state["rng"])
+        self._resumed = True
+
+
+def _progress_bar(enabled: bool, total: int, initial: int):
+    if not enabled:
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # tqdm is optional
+        return None
+    return tqdm(total=total, initial=initial, desc="training", unit="step")
+
+
+def _plain(value):
+    """Config values as plain Python (checkpoints load with weights_only=True)."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, (bool, int, float, str)) or value is None:
+        return value
+    return repr(value)
+
+
+def _rng_state() -> dict:
+    numpy_state = np.random.get_state()
+    state = {
+        "torch": torch.get_rng_state(),
+        "python": random.getstate(),
+        "numpy": (numpy_state[0], torch.as_tensor(numpy_state[1].astype(np.int64)), *numpy_state[2:]),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    version, inner, gauss = state["python"]
+    random.setstate((version, tuple(inner), gauss))
+    name, keys, *rest = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
