@@ -5,98 +5,144 @@
 //!   unbiased MMD^2_pq = (S_pp - n_p k(0)) / (n_p (n_p - 1)) + (likewise q) - 2 S_pq / (n_p n_q)
 //! Any reduction that is linear in the matrix is linear in S: value = sum_gpq W_gpq S_gpq, so
 //! d value / d r_i = 2 sum_q W[g_i, b_i, q] sum_{j in (g_i, q)} k'(r_i - r_j).
-//! Each row i of the sweep yields its per-bin kernel sums (added into S) and, given W, its
-//! gradient; rows are processed in fixed blocks and combined in block order (deterministic).
+//! Each unordered pair i < j is visited once (k is symmetric, k' odd): the sorted rows of a group
+//! are cut into tiles (I, J), J >= I, of TILE rows each; a tile adds k to S[b_i, b_j] and
+//! S[b_j, b_i] and, given W, 2 W[b_i, b_j] k'(r_i - r_j) to the gradient of i and its negative to
+//! that of j. The self pairs add n_p k(0) to each S_pp. Tiles run in parallel, a wave of row blocks
+//! at a time (bounded memory), and their partial sums are combined in tile order, so the results
+//! are bitwise the same whatever the number of threads.
 
 use crate::data::Layout;
 use crate::kernel::{Kernel, KernelKind};
 use crate::parallel::map_blocks;
 
-/// Rows per parallel block: fixed, so that results do not depend on the thread count.
-const BLOCK_ROWS: usize = 64;
+/// Rows per tile side: fixed, so that results do not depend on the thread count.
+const TILE: usize = 128;
+/// Row blocks per wave: bounds the partial sums held at once to about WAVE * n values.
+const WAVE: usize = 8;
 
-/// The per-cell kernel sums S (G, M, M) and, when `weights` (W, same shape) is given, the gradient
-/// of sum W S with respect to each reward, in sorted order.
+/// The per-cell kernel sums S (G, M, M) and, when `weights` (W, same shape, symmetric in its last
+/// two axes) is given, the gradient of sum W S with respect to each reward, in sorted order.
 pub fn sweep(
     layout: &Layout,
     kernel: &Kernel,
     weights: Option<&[f64]>,
 ) -> (Vec<f64>, Option<Vec<f64>>) {
     match kernel.single_scale() {
-        Some((KernelKind::Rbf, c)) => sweep_with(layout, weights, move |d: f64| {
+        Some((KernelKind::Rbf, c)) => sweep_with(layout, kernel, weights, move |d: f64| {
             let k = (-d * d * c).exp();
             (k, -2.0 * c * d * k)
         }),
-        Some((KernelKind::Laplacian, c)) => sweep_with(layout, weights, move |d: f64| {
+        Some((KernelKind::Laplacian, c)) => sweep_with(layout, kernel, weights, move |d: f64| {
             let k = (-d.abs() * c).exp();
             (k, -d.signum() * c * k * f64::from(d != 0.0))
         }),
-        Some((KernelKind::Energy, _)) => sweep_with(layout, weights, |d: f64| {
+        Some((KernelKind::Energy, _)) => sweep_with(layout, kernel, weights, |d: f64| {
             (-d.abs(), -d.signum() * f64::from(d != 0.0))
         }),
-        _ => sweep_with(layout, weights, |d: f64| kernel.value_and_slope(d)),
+        _ => sweep_with(layout, kernel, weights, |d: f64| kernel.value_and_slope(d)),
     }
+}
+
+/// One tile's partial sums: the gradients of its row and column blocks, and S entries.
+struct TileSums {
+    rows: Vec<f64>,
+    cols: Vec<f64>,
+    /// (cell of row i, bin of j, sum of k), in a fixed order.
+    sums: Vec<(usize, usize, f64)>,
 }
 
 fn sweep_with<K>(
     layout: &Layout,
+    kernel: &Kernel,
     weights: Option<&[f64]>,
-    kernel: K,
+    pair: K,
 ) -> (Vec<f64>, Option<Vec<f64>>)
 where
     K: Fn(f64) -> (f64, f64) + Sync + Send,
 {
     let m = layout.num_bins;
-    let n = layout.len();
     let cell_of_row = cell_of_rows(layout);
-    let blocks = map_blocks(n.div_ceil(BLOCK_ROWS), |block| {
-        let rows = block * BLOCK_ROWS..((block + 1) * BLOCK_ROWS).min(n);
-        // Runs of rows sharing a cell; rows are sorted by cell, so a block holds few runs.
-        let mut runs: Vec<(usize, Vec<f64>)> = Vec::new();
-        let mut grads = Vec::with_capacity(if weights.is_some() { rows.len() } else { 0 });
-        for row in rows {
-            let cell = cell_of_row[row];
-            if runs.last().is_none_or(|(c, _)| *c != cell) {
-                runs.push((cell, vec![0.0; m]));
-            }
-            let sums = &mut runs.last_mut().expect("pushed above").1;
-            let x = layout.values[row];
-            let group = cell / m;
-            let mut grad = 0.0;
-            for (q, sum) in sums.iter_mut().enumerate() {
-                let segment = layout.segment(group, q);
+    let mut sums = vec![0.0; layout.num_groups * m * m];
+    let mut grad = weights.map(|_| vec![0.0; layout.len()]);
+
+    let tile = |rows: std::ops::Range<usize>, cols: std::ops::Range<usize>| {
+        let mut out = TileSums {
+            rows: vec![0.0; if weights.is_some() { rows.len() } else { 0 }],
+            cols: vec![0.0; if weights.is_some() { cols.len() } else { 0 }],
+            sums: Vec::new(),
+        };
+        for i in rows.clone() {
+            let (x, cell) = (layout.values[i], cell_of_row[i]);
+            let group_base = cell - cell % m;
+            // Partners j > i of this tile, one bin segment at a time.
+            let mut j = cols.start.max(i + 1);
+            while j < cols.end {
+                let q = cell_of_row[j] - group_base;
+                let end = cols.end.min(layout.starts[group_base + q + 1]);
                 match weights {
                     Some(w) => {
+                        let w2 = 2.0 * w[cell * m + q];
                         let (mut s, mut ds) = (0.0, 0.0);
-                        for &y in segment {
-                            let (k, dk) = kernel(x - y);
+                        for (jj, &y) in layout.values[j..end].iter().enumerate() {
+                            let (k, dk) = pair(x - y);
                             s += k;
                             ds += dk;
+                            out.cols[j - cols.start + jj] -= w2 * dk;
                         }
-                        *sum += s;
-                        grad += w[cell * m + q] * ds;
+                        out.rows[i - rows.start] += w2 * ds;
+                        out.sums.push((cell, q, s));
                     }
-                    None => *sum += segment.iter().map(|&y| kernel(x - y).0).sum::<f64>(),
+                    None => {
+                        let s = layout.values[j..end]
+                            .iter()
+                            .map(|&y| pair(x - y).0)
+                            .sum::<f64>();
+                        out.sums.push((cell, q, s));
+                    }
+                }
+                j = end;
+            }
+        }
+        out
+    };
+
+    for g in 0..layout.num_groups {
+        let (start, end) = (layout.starts[g * m], layout.starts[(g + 1) * m]);
+        let blocks: Vec<std::ops::Range<usize>> = (start..end)
+            .step_by(TILE)
+            .map(|a| a..(a + TILE).min(end))
+            .collect();
+        for wave in (0..blocks.len()).step_by(WAVE) {
+            let tiles: Vec<(usize, usize)> = (wave..(wave + WAVE).min(blocks.len()))
+                .flat_map(|a| (a..blocks.len()).map(move |b| (a, b)))
+                .collect();
+            let parts = map_blocks(tiles.len(), |t| {
+                tile(blocks[tiles[t].0].clone(), blocks[tiles[t].1].clone())
+            });
+            for ((a, b), part) in tiles.iter().zip(parts) {
+                for (cell, q, s) in part.sums {
+                    let (base, p) = (cell - cell % m, cell % m);
+                    sums[cell * m + q] += s;
+                    sums[(base + q) * m + p] += s;
+                }
+                if let Some(grad) = grad.as_mut() {
+                    add_into(&mut grad[blocks[*a].clone()], &part.rows);
+                    add_into(&mut grad[blocks[*b].clone()], &part.cols);
                 }
             }
-            if weights.is_some() {
-                grads.push(2.0 * grad);
-            }
-        }
-        (runs, grads)
-    });
-    let mut sums = vec![0.0; layout.num_groups * m * m];
-    let mut grad = weights.map(|_| Vec::with_capacity(n));
-    for (runs, grads) in blocks {
-        for (cell, row_sums) in runs {
-            let target = &mut sums[cell * m..(cell + 1) * m];
-            target.iter_mut().zip(&row_sums).for_each(|(t, s)| *t += s);
-        }
-        if let Some(g) = grad.as_mut() {
-            g.extend(grads);
         }
     }
+    // The self pairs i = j.
+    let k0 = kernel.value(0.0);
+    for (cell, count) in layout.counts().into_iter().enumerate() {
+        sums[cell * m + cell % m] += count as f64 * k0;
+    }
     (sums, grad)
+}
+
+fn add_into(target: &mut [f64], values: &[f64]) {
+    target.iter_mut().zip(values).for_each(|(t, v)| *t += v);
 }
 
 fn cell_of_rows(layout: &Layout) -> Vec<usize> {
