@@ -7,11 +7,15 @@ reward model's scores for such dependence.
 """
 
 from ._core import num_threads, set_num_threads, set_parallelism
+from .binning import Binner
 from .functional import median_bandwidth, mmd, pairwise_bin_mmd, pairwise_bin_mmd_value_and_grad
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Binner",
+    "CausalRewardLoss",
+    "CausalRewardOutput",
     "median_bandwidth",
     "mmd",
     "num_threads",
@@ -20,3 +24,12 @@ __all__ = [
     "set_num_threads",
     "set_parallelism",
 ]
+
+
+def __getattr__(name):
+    # the loss needs torch (an optional extra): imported on first use
+    if name in ("CausalRewardLoss", "CausalRewardOutput"):
+        from . import loss
+
+        return getattr(loss, name)
+    raise AttributeError(f"module 'causal_rewards' has no attribute {name!r}")
