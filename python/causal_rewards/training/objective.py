@@ -4,9 +4,9 @@ batch under data parallelism and the length-penalty baseline.
 For a batch of B pairs with rewards r_w, r_l, bins b_w, b_l, lengths len_w, len_l and margin m:
 
     preference = -mean log sigmoid(r_w - r_l - m + alpha (len_w - len_l))
-    penalty    = pairwise-bin MMD^2 over R = [r_w, r_l | other ranks' rewards | memory bank],
+    mmd        = pairwise-bin MMD^2 over R = [r_w, r_l | other ranks' rewards | memory bank],
                  groups chosen/rejected when conditional, one group otherwise
-    loss       = preference + lambda_mmd * penalty
+    loss       = preference + lambda_mmd * mmd
 
 alpha = ``length_penalty`` (the baseline "reward - alpha * length": the Bradley-Terry logit is taken
 on r + alpha * len, so the model's own reward r learns the preference score minus alpha * len; it is
@@ -30,14 +30,21 @@ from .memory_bank import MemoryBank
 
 
 class CRMStepOutput(NamedTuple):
+    """loss = preference_loss + penalty; penalty = lambda_mmd * mmd in value (its gradient is scaled
+    under data parallelism, see ``distributed``); accuracy = mean(r_w > r_l)."""
+
     loss: torch.Tensor
     preference_loss: torch.Tensor
     mmd: torch.Tensor
     accuracy: torch.Tensor
+    penalty: torch.Tensor
 
     def metrics(self) -> dict[str, float]:
-        """Detached floats for logging."""
-        return {name: float(value.detach()) for name, value in self._asdict().items()}
+        """Detached floats for logging: loss, preference_loss, mmd, accuracy."""
+        return {
+            name: float(getattr(self, name).detach())
+            for name in ("loss", "preference_loss", "mmd", "accuracy")
+        }
 
 
 class CRMObjective:
@@ -101,8 +108,10 @@ class CRMObjective:
         _, world = distributed.world() if self.distributed else (0, 1)
         use_bank = self.bank is not None and training
         if not use_bank and world == 1:
-            out = self.loss_fn(r_chosen, r_rejected, bins_chosen, bins_rejected, margin=margin)
-            loss, preference, mmd = out
+            loss, preference, mmd = self.loss_fn(
+                r_chosen, r_rejected, bins_chosen, bins_rejected, margin=margin
+            )
+            penalty = self.loss_fn.lambda_mmd * mmd
         else:
             # Same preference term as CausalRewardLoss; the penalty sees the global batch and the bank.
             logits = r_chosen - r_rejected
@@ -135,10 +144,11 @@ class CRMObjective:
                 fn.reduction,
                 fn.backend,
             ).to(preference.dtype)
-            loss = preference + fn.lambda_mmd * distributed.scale_grad(mmd, world)
+            penalty = fn.lambda_mmd * distributed.scale_grad(mmd, world)
+            loss = preference + penalty
         with torch.no_grad():
             accuracy = (r_chosen > r_rejected).to(preference.dtype).mean()
-        return CRMStepOutput(loss, preference, mmd, accuracy)
+        return CRMStepOutput(loss, preference, mmd, accuracy, penalty)
 
     def bank_state_dict(self) -> dict | None:
         return None if self.bank is None else self.bank.state_dict()
