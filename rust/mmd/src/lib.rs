@@ -15,6 +15,7 @@
 //! assert!(stat.value.unwrap() > 0.5);
 //! ```
 
+pub mod audit;
 mod data;
 mod error;
 mod exact;

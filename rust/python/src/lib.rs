@@ -2,6 +2,8 @@
 //! call the core, convert back. No maths here; validation of types lives in the Python layer and
 //! validation of values in the core.
 
+mod audit;
+
 use crm_mmd::{
     Bandwidth, Estimator, Input, KernelKind, LabelColumn, MmdError, Options, Reduction,
     RewardColumn,
@@ -257,5 +259,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(set_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(set_parallelism, m)?)?;
+    audit::register(m)?;
     Ok(())
 }

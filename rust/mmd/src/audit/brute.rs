@@ -1,0 +1,84 @@
+//! `Method::Exact`: the core's brute-force sweep for the statistic; for the permutation test the
+//! kernel matrix of each group is computed once and every relabelling sums it again, O(n^2) per
+//! permutation without a single further kernel evaluation.
+
+use super::rng::Rng;
+use super::shuffle::shuffle;
+use super::{assemble, permutation_test, AuditOptions, AuditResult, Evaluator, Labelled, Method};
+use crate::data::{Input, Layout};
+use crate::error::Result;
+use crate::exact::sweep;
+use crate::kernel::Kernel;
+
+pub fn audit(
+    data: &Labelled,
+    kernel: &Kernel,
+    bandwidths: Vec<f64>,
+    unbiased: bool,
+    options: &AuditOptions,
+) -> Result<AuditResult> {
+    let m = data.num_bins;
+    let bins: Vec<i64> = data.labels.iter().map(|&l| i64::from(l)).collect();
+    let groups: Vec<i64> = (0..data.num_groups)
+        .flat_map(|g| std::iter::repeat_n(g as i64, data.group(g).len()))
+        .collect();
+    let input = Input::new(&data.values, &bins)
+        .with_groups(&groups)
+        .with_num_bins(m);
+    let (core_sums, _) = sweep(&Layout::new(&input)?, kernel, None);
+
+    let matrices: Vec<Vec<f64>> = (0..data.num_groups)
+        .map(|g| {
+            let x = &data.values[data.group(g)];
+            x.iter()
+                .flat_map(|&a| x.iter().map(move |&b| kernel.value(a - b)))
+                .collect()
+        })
+        .collect();
+    let sums_for = |labels: &[u32]| {
+        let mut sums = vec![0.0; data.num_groups * m * m];
+        let mut row = vec![0.0; m];
+        for (g, k) in matrices.iter().enumerate() {
+            let range = data.group(g);
+            let (labels, n) = (&labels[range.clone()], range.len());
+            for i in 0..n {
+                row.fill(0.0);
+                for (value, &label) in k[i * n..(i + 1) * n].iter().zip(labels) {
+                    row[label as usize] += value;
+                }
+                let cell = g * m + labels[i] as usize;
+                sums[cell * m..(cell + 1) * m]
+                    .iter_mut()
+                    .zip(&row)
+                    .for_each(|(s, r)| *s += r);
+            }
+        }
+        sums
+    };
+    let evaluator = Evaluator {
+        counts: &data.counts,
+        num_groups: data.num_groups,
+        num_bins: m,
+        unbiased,
+        k0: kernel.value(0.0),
+    };
+    let test = permutation_test(
+        &evaluator,
+        &sums_for(&data.labels),
+        options,
+        |rng: &mut Rng| {
+            let mut labels = data.labels.clone();
+            for g in 0..data.num_groups {
+                shuffle(rng, &mut labels[data.group(g)]);
+            }
+            sums_for(&labels)
+        },
+    );
+    Ok(assemble(
+        Method::Exact,
+        &evaluator,
+        &core_sums,
+        bandwidths,
+        test,
+    ))
+}

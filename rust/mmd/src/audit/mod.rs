@@ -1,0 +1,458 @@
+//! Bias audits of reward scores: is the reward independent of a binned attribute, and where not?
+//!
+//! The statistic is the training penalty: T = mean over bin pairs p < q of MMD^2_pq (biased by
+//! default), averaged over groups when the audit is conditional. Its permutation p-value tests
+//! H0: reward independent of the bin (within each group): p = (1 + #{T_b >= T}) / (1 + B), and the
+//! same for every bin pair's MMD^2_pq. Three algorithms, all returning the kernel sums
+//! S_pq = sum_{a in p, b in q} k(a, b) from which the estimators follow:
+//!
+//! - `Method::Exact`: the core's brute force over all pairs (small n); permutations reuse the
+//!   kernel matrix, O(n^2) each.
+//! - `Method::Scan`: exact O(n log n + n M) for the laplacian and energy kernels: sort once, then one
+//!   pass with running per-bin sums, because exp(-(x_i - x_j)/s) = exp(-x_i/s) exp(x_j/s) and
+//!   |x_i - x_j| = x_i - x_j factorise over the sorted order (see `scan`). Permutations relabel the
+//!   fixed sort order, O(n M) each, drawn chunk by chunk in cache (see `shuffle`).
+//! - `Method::Grid`: rbf / imq at large n: per-bin linear-binned histograms on a fine grid
+//!   (mergeable by integer addition), kernel sums by FFT, with a computed error bound (see `grid`);
+//!   permutation tables drawn exactly by multivariate hypergeometric sampling from a coarse grid.
+//!
+//! Every permutation b draws from its own seeded stream, so results do not depend on the number of
+//! threads.
+
+mod brute;
+mod fft;
+mod grid;
+mod hypergeometric;
+mod rng;
+mod scan;
+mod shuffle;
+
+pub use grid::{GridSketch, GridSpec};
+
+use crate::error::{MmdError, Result};
+use crate::exact::matrix_from_sums;
+use crate::kernel::{Kernel, KernelKind};
+use crate::parallel::map_blocks;
+use crate::reduce::{reduce, Reduction};
+use crate::{median_bandwidth, Bandwidth, Estimator};
+use rng::Rng;
+
+/// The algorithm behind an audit's numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Exact,
+    Scan,
+    Grid,
+}
+
+impl Method {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Exact => "exact",
+            Self::Scan => "scan",
+            Self::Grid => "grid",
+        }
+    }
+}
+
+impl std::str::FromStr for Method {
+    type Err = MmdError;
+    fn from_str(name: &str) -> Result<Self> {
+        match name {
+            "exact" => Ok(Self::Exact),
+            "scan" => Ok(Self::Scan),
+            "grid" => Ok(Self::Grid),
+            other => Err(MmdError::InvalidArgument(format!(
+                "unknown method {other:?}: expected one of \"exact\", \"scan\", \"grid\""
+            ))),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditOptions {
+    pub kernel: KernelKind,
+    pub bandwidth: Bandwidth,
+    /// Biased or unbiased (the linear statistic depends on input order, so it is not audited).
+    pub estimator: Estimator,
+    /// B, the number of permutations (0: no test).
+    pub permutations: usize,
+    pub seed: u64,
+}
+
+/// The outcome of an audit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditResult {
+    pub method: Method,
+    pub num_groups: usize,
+    pub num_bins: usize,
+    /// T: mean over computable bin pairs of MMD^2, averaged over groups with a computable pair.
+    pub statistic: f64,
+    /// (G, M, M) MMD^2 per group: symmetric, zero diagonal, NaN where not computable.
+    pub group_matrices: Vec<f64>,
+    /// (M, M) MMD^2 averaged over the groups where the pair is computable.
+    pub matrix: Vec<f64>,
+    /// (G, M) rows per group and bin.
+    pub counts: Vec<u64>,
+    pub bandwidths: Vec<f64>,
+    /// Largest distance between the bandwidth used and the exact median heuristic (0 if exact).
+    pub bandwidth_error: f64,
+    /// Bound on |statistic - exact statistic| (and on every matrix entry); 0 for exact methods.
+    pub error_bound: f64,
+    pub permutations: usize,
+    /// The observed value of the statistic the permutation test ranks (the statistic itself,
+    /// except for the grid, whose test runs on the coarse grid's exact tables).
+    pub test_statistic: f64,
+    /// T_b for b = 0..B.
+    pub null_statistics: Vec<f64>,
+    /// (1 + #{T_b >= T}) / (1 + B); NaN when B = 0.
+    pub pvalue: f64,
+    /// (M, M) the same p-value for every pair's MMD^2; NaN on the diagonal and where not computable.
+    pub pair_pvalues: Vec<f64>,
+    /// Points of the fine grid (grid method), else 0.
+    pub grid_points: usize,
+}
+
+/// Rewards with bin labels in [0, M) and group labels in [0, G), stored group by group.
+pub struct Labelled {
+    pub values: Vec<f64>,
+    pub labels: Vec<u32>,
+    /// Group g holds rows starts[g]..starts[g + 1].
+    pub starts: Vec<usize>,
+    pub num_bins: usize,
+    pub num_groups: usize,
+    /// (G, M) counts.
+    pub counts: Vec<u64>,
+}
+
+impl Labelled {
+    /// Validates (equal lengths, finite rewards, labels in range, M >= 2) and groups the rows,
+    /// keeping input order within a group.
+    pub fn new(
+        values: &[f64],
+        bins: &[i64],
+        groups: Option<&[i64]>,
+        num_bins: usize,
+    ) -> Result<Self> {
+        let n = values.len();
+        if n == 0 {
+            return Err(MmdError::Empty { name: "rewards" });
+        }
+        if num_bins < 2 {
+            return Err(MmdError::InvalidArgument(format!(
+                "num_bins must be >= 2, got {num_bins}"
+            )));
+        }
+        check_lengths("bins", bins.len(), n)?;
+        if let Some(index) = values.iter().position(|v| !v.is_finite()) {
+            return Err(MmdError::NonFinite {
+                name: "rewards",
+                index,
+                value: values[index],
+            });
+        }
+        check_labels("bins", bins, Some(num_bins))?;
+        let num_groups = match groups {
+            Some(g) => {
+                check_lengths("groups", g.len(), n)?;
+                check_labels("groups", g, None)?;
+                g.iter().max().map_or(1, |&v| v as usize + 1)
+            }
+            None => 1,
+        };
+        let group_of = |i: usize| groups.map_or(0, |g| g[i] as usize);
+        let mut starts = vec![0usize; num_groups + 1];
+        let mut counts = vec![0u64; num_groups * num_bins];
+        for i in 0..n {
+            starts[group_of(i) + 1] += 1;
+            counts[group_of(i) * num_bins + bins[i] as usize] += 1;
+        }
+        for g in 0..num_groups {
+            starts[g + 1] += starts[g];
+        }
+        let mut next = starts.clone();
+        let (mut sorted_values, mut labels) = (vec![0.0; n], vec![0u32; n]);
+        for i in 0..n {
+            let at = &mut next[group_of(i)];
+            sorted_values[*at] = values[i];
+            labels[*at] = bins[i] as u32;
+            *at += 1;
+        }
+        Ok(Self {
+            values: sorted_values,
+            labels,
+            starts,
+            num_bins,
+            num_groups,
+            counts,
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+
+    pub fn group(&self, g: usize) -> std::ops::Range<usize> {
+        self.starts[g]..self.starts[g + 1]
+    }
+
+    /// Sorts every group by reward (ties by position, so deterministic).
+    fn sort_within_groups(&mut self) {
+        for g in 0..self.num_groups {
+            let range = self.group(g);
+            let mut rows: Vec<(f64, u32)> = self.values[range.clone()]
+                .iter()
+                .copied()
+                .zip(self.labels[range.clone()].iter().copied())
+                .collect();
+            rows.sort_by(|a, b| a.0.total_cmp(&b.0));
+            for (k, (v, l)) in rows.into_iter().enumerate() {
+                self.values[range.start + k] = v;
+                self.labels[range.start + k] = l;
+            }
+        }
+    }
+}
+
+fn check_lengths(name: &'static str, got: usize, expected: usize) -> Result<()> {
+    if got != expected {
+        return Err(MmdError::LengthMismatch {
+            name,
+            expected,
+            got,
+        });
+    }
+    Ok(())
+}
+
+fn check_labels(name: &'static str, labels: &[i64], limit: Option<usize>) -> Result<()> {
+    for (index, &value) in labels.iter().enumerate() {
+        if value < 0 {
+            return Err(MmdError::Negative { name, index, value });
+        }
+        if let Some(limit) = limit {
+            if value as u64 >= limit as u64 {
+                return Err(MmdError::OutOfRange {
+                    name,
+                    index,
+                    value,
+                    limit,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+fn check_options(options: &AuditOptions) -> Result<bool> {
+    match options.estimator {
+        Estimator::Biased => Ok(false),
+        Estimator::Unbiased => Ok(true),
+        Estimator::Linear => Err(MmdError::InvalidArgument(
+            "estimator \"linear\" depends on the order of the rows, so audits support only \"biased\" and \
+             \"unbiased\""
+                .into(),
+        )),
+    }
+}
+
+/// The matrices and statistic that kernel sums imply.
+struct Evaluation {
+    statistic: f64,
+    group_matrices: Vec<f64>,
+    matrix: Vec<f64>,
+}
+
+/// Turns (G, M, M) kernel sums into the estimator's matrices and the mean-over-pairs statistic.
+struct Evaluator<'a> {
+    counts: &'a [u64],
+    num_groups: usize,
+    num_bins: usize,
+    unbiased: bool,
+    k0: f64,
+}
+
+impl Evaluator<'_> {
+    fn evaluate(&self, sums: &[f64]) -> Evaluation {
+        let (g, m) = (self.num_groups, self.num_bins);
+        let counts: Vec<usize> = self.counts.iter().map(|&c| c as usize).collect();
+        let group_matrices = matrix_from_sums(sums, &counts, m, self.unbiased, self.k0);
+        let statistic = reduce(&group_matrices, g, m, Reduction::Mean).0;
+        let mut matrix = vec![f64::NAN; m * m];
+        for p in 0..m {
+            matrix[p * m + p] = 0.0;
+            for q in p + 1..m {
+                let values: Vec<f64> = (0..g)
+                    .map(|group| group_matrices[group * m * m + p * m + q])
+                    .filter(|v| !v.is_nan())
+                    .collect();
+                if !values.is_empty() {
+                    let mean = values.iter().sum::<f64>() / values.len() as f64;
+                    matrix[p * m + q] = mean;
+                    matrix[q * m + p] = mean;
+                }
+            }
+        }
+        Evaluation {
+            statistic,
+            group_matrices,
+            matrix,
+        }
+    }
+
+    /// Rounding scale of a statistic computed from these sums: the largest within-bin kernel mean.
+    fn scale(&self, sums: &[f64]) -> f64 {
+        let m = self.num_bins;
+        (0..self.counts.len())
+            .filter(|&cell| self.counts[cell] > 0)
+            .map(|cell| (sums[cell * m + cell % m] / (self.counts[cell] as f64).powi(2)).abs())
+            .fold(0.0, f64::max)
+    }
+}
+
+struct TestOutcome {
+    test_statistic: f64,
+    null_statistics: Vec<f64>,
+    pvalue: f64,
+    pair_pvalues: Vec<f64>,
+}
+
+/// p = (1 + #{T_b >= T}) / (1 + B) for the statistic and for every pair, with T_b from
+/// `permuted_sums(rng_b)`. Values within 1e-11 of the kernel-mean scale of T count as ties (equal
+/// in exact arithmetic, different by rounding).
+fn permutation_test<F>(
+    evaluator: &Evaluator,
+    observed_sums: &[f64],
+    options: &AuditOptions,
+    permuted_sums: F,
+) -> TestOutcome
+where
+    F: Fn(&mut Rng) -> Vec<f64> + Sync + Send,
+{
+    let observed = evaluator.evaluate(observed_sums);
+    let m = evaluator.num_bins;
+    let b = options.permutations;
+    let nulls = map_blocks(b, |index| {
+        let mut rng = Rng::new(options.seed, index as u64 + 1);
+        let e = evaluator.evaluate(&permuted_sums(&mut rng));
+        (e.statistic, e.matrix)
+    });
+    let tolerance = 1e-11 * evaluator.scale(observed_sums).max(f64::MIN_POSITIVE);
+    let at_least = |value: f64, reference: f64| value >= reference - tolerance;
+    let pvalue_of = |hits: usize| (1 + hits) as f64 / (1 + b) as f64;
+    let hits = nulls
+        .iter()
+        .filter(|(t, _)| at_least(*t, observed.statistic))
+        .count();
+    let mut pair_pvalues = vec![f64::NAN; m * m];
+    if b > 0 {
+        for p in 0..m {
+            for q in p + 1..m {
+                let reference = observed.matrix[p * m + q];
+                if reference.is_nan() {
+                    continue;
+                }
+                let pair_hits = nulls
+                    .iter()
+                    .filter(|(_, mat)| at_least(mat[p * m + q], reference))
+                    .count();
+                pair_pvalues[p * m + q] = pvalue_of(pair_hits);
+                pair_pvalues[q * m + p] = pvalue_of(pair_hits);
+            }
+        }
+    }
+    TestOutcome {
+        test_statistic: observed.statistic,
+        null_statistics: nulls.iter().map(|(t, _)| *t).collect(),
+        pvalue: if b > 0 { pvalue_of(hits) } else { f64::NAN },
+        pair_pvalues,
+    }
+}
+
+fn resolve_bandwidths(options: &AuditOptions, values: &[f64]) -> Vec<f64> {
+    if options.kernel == KernelKind::Energy {
+        return Vec::new(); // no bandwidth
+    }
+    match &options.bandwidth {
+        Bandwidth::Fixed(list) => list.clone(),
+        Bandwidth::Median => vec![median_bandwidth(values)],
+    }
+}
+
+/// Exact audit of labelled rewards in memory: `Method::Exact` (any kernel, small n) or
+/// `Method::Scan` (laplacian and energy, any n).
+pub fn audit_labelled(
+    data: Labelled,
+    options: &AuditOptions,
+    method: Method,
+) -> Result<AuditResult> {
+    let unbiased = check_options(options)?;
+    let bandwidths = resolve_bandwidths(options, &data.values);
+    let kernel = Kernel::new(options.kernel, &bandwidths)?;
+    match method {
+        Method::Exact => brute::audit(&data, &kernel, bandwidths, unbiased, options),
+        Method::Scan => {
+            let mut data = data;
+            data.sort_within_groups();
+            scan::audit(&data, &kernel, bandwidths, unbiased, options)
+        }
+        Method::Grid => Err(MmdError::InvalidArgument(
+            "the grid method works from a GridSketch: use audit_sketch".into(),
+        )),
+    }
+}
+
+/// Audit from a (merged) grid sketch: rbf or imq kernels.
+pub fn audit_sketch(
+    sketch: &GridSketch,
+    num_groups: usize,
+    num_bins: usize,
+    options: &AuditOptions,
+) -> Result<AuditResult> {
+    let unbiased = check_options(options)?;
+    grid::audit(sketch, num_groups, num_bins, unbiased, options)
+}
+
+fn assemble(
+    method: Method,
+    evaluator: &Evaluator,
+    sums: &[f64],
+    bandwidths: Vec<f64>,
+    test: TestOutcome,
+) -> AuditResult {
+    let e = evaluator.evaluate(sums);
+    AuditResult {
+        method,
+        num_groups: evaluator.num_groups,
+        num_bins: evaluator.num_bins,
+        statistic: e.statistic,
+        group_matrices: e.group_matrices,
+        matrix: e.matrix,
+        counts: evaluator.counts.to_vec(),
+        bandwidths,
+        bandwidth_error: 0.0,
+        error_bound: 0.0,
+        permutations: test.null_statistics.len(),
+        test_statistic: test.test_statistic,
+        null_statistics: test.null_statistics,
+        pvalue: test.pvalue,
+        pair_pvalues: test.pair_pvalues,
+        grid_points: 0,
+    }
+}
+
+/// Which kernels each method handles.
+pub fn supports(method: Method, kernel: KernelKind) -> bool {
+    match method {
+        Method::Exact => true,
+        Method::Scan => matches!(kernel, KernelKind::Laplacian | KernelKind::Energy),
+        Method::Grid => matches!(kernel, KernelKind::Rbf | KernelKind::Imq),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,319 @@
+//! `Method::Scan`: exact kernel sums for the laplacian and energy kernels in one pass over the
+//! sorted rewards, O(n log n + n M), and permutations that relabel the same sorted order.
+//!
+//! With rewards sorted, x_j <= x_i for j < i, every kernel sum over ordered pairs factorises:
+//!
+//!   A_pq = sum_{i in p} u_i V_q(i),   V_q(i) = sum_{j < i, j in q} v_j
+//!
+//! - laplacian: k = exp(-(x_i - x_j)/s) = u_i v_j with u_i = exp(-(x_i - r)/s), v_j = exp((x_j - r)/s)
+//!   for a reference r that moves forward ("rebases", V *= exp(-(r' - r)/s)) before exp overflows.
+//!   Then S_pq = A_pq + A_qp (p != q) and S_pp = 2 A_pp + n_p (k(0) = 1).
+//! - energy: k = -|a - b|, with u_i = x_i - min and v = 1 (V counts): A_pq = sum_{i in p} u_i #{j < i
+//!   in q}, so sum_{a in p, b in q} max(a, b) = A_pq + A_qp (+ X_p when p = q, X_p = sum_{i in p} u_i)
+//!   and |a - b| = 2 max(a, b) - a - b gives S_pq = n_q X_p + n_p X_q - 2 (A_pq + A_qp) and
+//!   S_pp = 2 (n_p - 1) X_p - 4 A_pp.
+//!
+//! Each row costs one multiply-add per bin: the running sums V live in cache and the labels come
+//! either from the data or, for a permutation, from `ChunkShuffler` chunk by chunk.
+
+use super::rng::Rng;
+use super::shuffle::ChunkShuffler;
+use super::{assemble, permutation_test, AuditOptions, AuditResult, Evaluator, Labelled, Method};
+use crate::error::{MmdError, Result};
+use crate::kernel::{Kernel, KernelKind};
+
+/// Rows per chunk of labels: a chunk of u32 labels stays in L1.
+const CHUNK: usize = 4096;
+/// Rebase the laplacian reference before exp((x - r)/s) exceeds e^EXPONENT_LIMIT.
+const EXPONENT_LIMIT: f64 = 300.0;
+
+/// The per-row factors of one bandwidth.
+struct Factors {
+    u: Vec<f64>,
+    /// Empty for energy (v = 1).
+    v: Vec<f64>,
+    /// (row, factor): before row, multiply the running sums by factor.
+    rebases: Vec<(usize, f64)>,
+}
+
+struct Plan<'a> {
+    data: &'a Labelled,
+    energy: bool,
+    factors: Vec<Factors>,
+}
+
+impl<'a> Plan<'a> {
+    fn new(data: &'a Labelled, kernel: &Kernel, bandwidths: &[f64]) -> Result<Self> {
+        let energy = match kernel.kind() {
+            KernelKind::Energy => true,
+            KernelKind::Laplacian => false,
+            other => {
+                return Err(MmdError::InvalidArgument(format!(
+                    "the scan method needs the laplacian or energy kernel, got {other:?}"
+                )))
+            }
+        };
+        let n = data.len();
+        let factors = if energy {
+            let mut u = vec![0.0; n];
+            for g in 0..data.num_groups {
+                let range = data.group(g);
+                if let Some(&low) = data.values.get(range.start).filter(|_| !range.is_empty()) {
+                    for i in range {
+                        u[i] = data.values[i] - low;
+                    }
+                }
+            }
+            vec![Factors {
+                u,
+                v: Vec::new(),
+                rebases: Vec::new(),
+            }]
+        } else {
+            bandwidths
+                .iter()
+                .map(|&s| laplacian_factors(data, 1.0 / s))
+                .collect()
+        };
+        Ok(Self {
+            data,
+            energy,
+            factors,
+        })
+    }
+
+    /// Kernel sums S (M, M) of group g, the labels of rows start.. written by `labels`.
+    fn group_sums(&self, g: usize, mut labels: impl FnMut(usize, &mut [u32]), out: &mut [f64]) {
+        let m = self.data.num_bins;
+        let range = self.data.group(g);
+        let nf = self.factors.len();
+        let width = m.next_multiple_of(4);
+        let mut a = vec![0.0; nf * m * width];
+        let mut running = vec![0.0; nf * width];
+        let mut x_sums = vec![0.0; m];
+        let mut next_rebase: Vec<usize> = self
+            .factors
+            .iter()
+            .map(|f| f.rebases.partition_point(|&(row, _)| row < range.start))
+            .collect();
+        let mut chunk = [0u32; CHUNK];
+        let mut start = range.start;
+        while start < range.end {
+            let len = CHUNK.min(range.end - start);
+            let chunk = &mut chunk[..len];
+            labels(start, chunk);
+            for (f, factors) in self.factors.iter().enumerate() {
+                let a = &mut a[f * m * width..(f + 1) * m * width];
+                let running = &mut running[f * width..(f + 1) * width];
+                let u = &factors.u[start..start + len];
+                if self.energy {
+                    accumulate(a, running, chunk, u, None, width);
+                    for (&label, &ui) in chunk.iter().zip(u) {
+                        x_sums[label as usize] += ui;
+                    }
+                } else {
+                    // Split the chunk at the rebase points that fall inside it.
+                    let mut from = 0;
+                    loop {
+                        let rebase = factors
+                            .rebases
+                            .get(next_rebase[f])
+                            .filter(|(row, _)| *row < start + len);
+                        let to = rebase.map_or(len, |(row, _)| row - start);
+                        let v = &factors.v[start + from..start + to];
+                        accumulate(a, running, &chunk[from..to], &u[from..to], Some(v), width);
+                        match rebase {
+                            Some(&(_, factor)) => {
+                                running.iter_mut().for_each(|r| *r *= factor);
+                                next_rebase[f] += 1;
+                                from = to;
+                            }
+                            None => break,
+                        }
+                    }
+                }
+            }
+            start += len;
+        }
+        let counts = &self.data.counts[g * m..(g + 1) * m];
+        out.fill(0.0);
+        for a in a.chunks(m * width) {
+            for p in 0..m {
+                for q in 0..m {
+                    let (apq, aqp) = (a[p * width + q], a[q * width + p]);
+                    let (np, nq) = (counts[p] as f64, counts[q] as f64);
+                    out[p * m + q] += match (self.energy, p == q) {
+                        (false, false) => apq + aqp,
+                        (false, true) => 2.0 * apq + np,
+                        (true, false) => nq * x_sums[p] + np * x_sums[q] - 2.0 * (apq + aqp),
+                        (true, true) => 2.0 * (np - 1.0) * x_sums[p] - 4.0 * apq,
+                    };
+                }
+            }
+        }
+        let scale = 1.0 / nf as f64;
+        out.iter_mut().for_each(|s| *s *= scale);
+    }
+
+    /// (G, M, M) kernel sums for labels given chunk by chunk per group.
+    fn sums(&self, mut labels: impl FnMut(usize, usize, &mut [u32])) -> Vec<f64> {
+        let m = self.data.num_bins;
+        let mut sums = vec![0.0; self.data.num_groups * m * m];
+        for (g, out) in sums.chunks_mut(m * m).enumerate() {
+            self.group_sums(g, |start, chunk| labels(g, start, chunk), out);
+        }
+        sums
+    }
+}
+
+/// For each row i (label p): A[p, :] += u_i * V; V[p] += v_i (1 when `v` is None). A has rows of
+/// `width` entries (M padded to a multiple of 4) and V has `width` entries.
+///
+/// The hot loop of every scan and permutation: for M <= 32 the running sums are a fixed-size array
+/// the compiler keeps in registers, updated with a lane mask rather than a store to one entry (which
+/// would stall the next vector load); with AVX2 when the CPU has it. Multiplies and adds stay
+/// separate (no FMA), so every path gives the same bits.
+fn accumulate(
+    a: &mut [f64],
+    running: &mut [f64],
+    labels: &[u32],
+    u: &[f64],
+    v: Option<&[f64]>,
+    width: usize,
+) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2, checked just above.
+            unsafe { accumulate_avx2(a, running, labels, u, v, width) };
+            return;
+        }
+    }
+    accumulate_any(a, running, labels, u, v, width);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn accumulate_avx2(
+    a: &mut [f64],
+    running: &mut [f64],
+    labels: &[u32],
+    u: &[f64],
+    v: Option<&[f64]>,
+    width: usize,
+) {
+    accumulate_any(a, running, labels, u, v, width);
+}
+
+#[inline(always)]
+fn accumulate_any(
+    a: &mut [f64],
+    running: &mut [f64],
+    labels: &[u32],
+    u: &[f64],
+    v: Option<&[f64]>,
+    width: usize,
+) {
+    match width {
+        4 => accumulate_fixed::<4>(a, running, labels, u, v),
+        8 => accumulate_fixed::<8>(a, running, labels, u, v),
+        12 => accumulate_fixed::<12>(a, running, labels, u, v),
+        16 => accumulate_fixed::<16>(a, running, labels, u, v),
+        20 => accumulate_fixed::<20>(a, running, labels, u, v),
+        24 => accumulate_fixed::<24>(a, running, labels, u, v),
+        28 => accumulate_fixed::<28>(a, running, labels, u, v),
+        32 => accumulate_fixed::<32>(a, running, labels, u, v),
+        _ => {
+            for (i, (&label, &ui)) in labels.iter().zip(u).enumerate() {
+                let p = label as usize;
+                let row = &mut a[p * width..(p + 1) * width];
+                for (target, &r) in row.iter_mut().zip(running.iter()) {
+                    *target += ui * r;
+                }
+                running[p] += v.map_or(1.0, |v| v[i]);
+            }
+        }
+    }
+}
+
+#[inline(always)]
+fn accumulate_fixed<const K: usize>(
+    a: &mut [f64],
+    running: &mut [f64],
+    labels: &[u32],
+    u: &[f64],
+    v: Option<&[f64]>,
+) {
+    let mut r = [0.0f64; K];
+    r.copy_from_slice(&running[..K]);
+    for (i, (&label, &ui)) in labels.iter().zip(u).enumerate() {
+        let p = label as usize;
+        let row: &mut [f64; K] = (&mut a[p * K..(p + 1) * K])
+            .try_into()
+            .expect("row of K entries");
+        for q in 0..K {
+            row[q] += ui * r[q];
+        }
+        let vi = v.map_or(1.0, |v| v[i]);
+        for (q, rq) in r.iter_mut().enumerate() {
+            // r >= 0, so adding 0.0 elsewhere leaves every other entry's bits unchanged.
+            *rq += if q == p { vi } else { 0.0 };
+        }
+    }
+    running[..K].copy_from_slice(&r);
+}
+
+fn laplacian_factors(data: &Labelled, c: f64) -> Factors {
+    let n = data.len();
+    let (mut u, mut v, mut rebases) = (vec![0.0; n], vec![0.0; n], Vec::new());
+    for g in 0..data.num_groups {
+        let range = data.group(g);
+        let Some(&first) = data.values.get(range.start).filter(|_| !range.is_empty()) else {
+            continue;
+        };
+        let mut reference = first;
+        for i in range {
+            let x = data.values[i];
+            if (x - reference) * c > EXPONENT_LIMIT {
+                rebases.push((i, (-(x - reference) * c).exp()));
+                reference = x;
+            }
+            u[i] = (-(x - reference) * c).exp();
+            v[i] = ((x - reference) * c).exp();
+        }
+    }
+    Factors { u, v, rebases }
+}
+
+pub fn audit(
+    data: &Labelled,
+    kernel: &Kernel,
+    bandwidths: Vec<f64>,
+    unbiased: bool,
+    options: &AuditOptions,
+) -> Result<AuditResult> {
+    let plan = Plan::new(data, kernel, &bandwidths)?;
+    let m = data.num_bins;
+    let observed = plan.sums(|_, start, chunk| {
+        chunk.copy_from_slice(&data.labels[start..start + chunk.len()]);
+    });
+    let evaluator = Evaluator {
+        counts: &data.counts,
+        num_groups: data.num_groups,
+        num_bins: m,
+        unbiased,
+        k0: kernel.value(0.0),
+    };
+    let test = permutation_test(&evaluator, &observed, options, |rng: &mut Rng| {
+        let mut shufflers: Vec<ChunkShuffler> =
+            data.counts.chunks(m).map(ChunkShuffler::new).collect();
+        plan.sums(|g, _, chunk| shufflers[g].fill(rng, chunk))
+    });
+    Ok(assemble(
+        Method::Scan,
+        &evaluator,
+        &observed,
+        bandwidths,
+        test,
+    ))
+}

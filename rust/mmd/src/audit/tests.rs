@@ -1,0 +1,311 @@
+//! The audit methods against the core's brute force and against each other.
+
+use super::*;
+use crate::{pairwise_bin_mmd, Input, Options};
+
+fn data(n: usize, m: usize, groups: usize, seed: u64) -> (Vec<f64>, Vec<i64>, Vec<i64>) {
+    let mut rng = Rng::new(seed, 0);
+    let bins: Vec<i64> = (0..n).map(|_| rng.below(m as u64) as i64).collect();
+    let groups: Vec<i64> = (0..n).map(|_| rng.below(groups as u64) as i64).collect();
+    // Bin-dependent shift, and some exact ties.
+    let values = bins
+        .iter()
+        .map(|&b| 3.0 + 0.1 * b as f64 + (rng.uniform() * 8.0).round() / 4.0 + rng.uniform() * 0.3)
+        .collect();
+    (values, bins, groups)
+}
+
+fn options(
+    kernel: KernelKind,
+    bandwidth: Bandwidth,
+    estimator: Estimator,
+    permutations: usize,
+) -> AuditOptions {
+    AuditOptions {
+        kernel,
+        bandwidth,
+        estimator,
+        permutations,
+        seed: 11,
+    }
+}
+
+fn core_matrix(
+    values: &[f64],
+    bins: &[i64],
+    groups: &[i64],
+    m: usize,
+    o: &AuditOptions,
+) -> (f64, Vec<f64>) {
+    let (values, bins, groups) = (values.to_vec(), bins.to_vec(), groups.to_vec());
+    let input = Input::new(&values, &bins)
+        .with_groups(&groups)
+        .with_num_bins(m);
+    let core = Options {
+        kernel: o.kernel,
+        bandwidth: o.bandwidth.clone(),
+        estimator: o.estimator,
+        ..Options::default()
+    };
+    let stat = pairwise_bin_mmd(&input, &core).unwrap();
+    (stat.value.unwrap(), stat.matrix)
+}
+
+fn close(a: f64, b: f64, tolerance: f64) -> bool {
+    (a.is_nan() && b.is_nan()) || (a - b).abs() <= tolerance
+}
+
+#[test]
+fn scan_equals_brute_force() {
+    let (values, bins, groups) = data(700, 5, 2, 1);
+    for (kernel, bandwidth) in [
+        (KernelKind::Energy, Bandwidth::Fixed(vec![1.0])),
+        (KernelKind::Laplacian, Bandwidth::Fixed(vec![0.05, 0.7])),
+        (KernelKind::Laplacian, Bandwidth::Median),
+    ] {
+        for estimator in [Estimator::Biased, Estimator::Unbiased] {
+            let o = options(kernel, bandwidth.clone(), estimator, 0);
+            let labelled = Labelled::new(&values, &bins, Some(&groups), 5).unwrap();
+            let result = audit_labelled(labelled, &o, Method::Scan).unwrap();
+            let (value, matrix) = core_matrix(&values, &bins, &groups, 5, &o);
+            assert!(
+                close(result.statistic, value, 1e-12),
+                "{kernel:?} {estimator:?}: {} vs {value}",
+                result.statistic
+            );
+            for (a, b) in result.group_matrices.iter().zip(&matrix) {
+                assert!(close(*a, *b, 1e-12), "{a} vs {b}");
+            }
+            assert_eq!(result.method, Method::Scan);
+            assert!(result.pvalue.is_nan() && result.error_bound == 0.0);
+        }
+    }
+}
+
+#[test]
+fn laplacian_scan_rebases_without_overflow() {
+    // A range of 2000 bandwidths forces several rebases of the running sums.
+    let values: Vec<f64> = (0..400)
+        .map(|i| (i as f64 * 0.37).sin() * 1000.0 + i as f64)
+        .collect();
+    let bins: Vec<i64> = (0..400).map(|i| (i % 3) as i64).collect();
+    let groups = vec![0i64; 400];
+    let o = options(
+        KernelKind::Laplacian,
+        Bandwidth::Fixed(vec![0.5]),
+        Estimator::Biased,
+        0,
+    );
+    let result = audit_labelled(
+        Labelled::new(&values, &bins, None, 3).unwrap(),
+        &o,
+        Method::Scan,
+    )
+    .unwrap();
+    let (value, _) = core_matrix(&values, &bins, &groups, 3, &o);
+    assert!(result.statistic.is_finite() && close(result.statistic, value, 1e-12));
+}
+
+#[test]
+fn exact_permutations_are_seeded_and_thread_independent() {
+    let (mut values, bins, groups) = data(120, 3, 2, 2);
+    values
+        .iter_mut()
+        .zip(&bins)
+        .for_each(|(v, &b)| *v += 0.5 * b as f64);
+    let o = options(
+        KernelKind::Rbf,
+        Bandwidth::Fixed(vec![0.5]),
+        Estimator::Biased,
+        60,
+    );
+    let run = || {
+        audit_labelled(
+            Labelled::new(&values, &bins, Some(&groups), 3).unwrap(),
+            &o,
+            Method::Exact,
+        )
+        .unwrap()
+    };
+    crate::set_num_threads(1);
+    let one = run();
+    crate::set_num_threads(2);
+    let two = run();
+    crate::set_num_threads(0);
+    assert_eq!(one.null_statistics, two.null_statistics);
+    assert_eq!(
+        format!("{:?}", one.pair_pvalues),
+        format!("{:?}", two.pair_pvalues)
+    );
+    let (value, _) = core_matrix(&values, &bins, &groups, 3, &o);
+    assert!(close(one.statistic, value, 1e-15) && close(one.test_statistic, value, 1e-12));
+    let hits = one
+        .null_statistics
+        .iter()
+        .filter(|&&t| t >= one.test_statistic - 1e-12)
+        .count();
+    assert_eq!(one.pvalue, (1 + hits) as f64 / 61.0);
+    // A shift of 0.6 per bin is strong at this size.
+    assert!(one.pvalue < 0.05, "{}", one.pvalue);
+}
+
+#[test]
+fn scan_permutations_keep_bin_sizes_and_match_exact_in_distribution() {
+    // Under a relabelling the null statistics of scan and exact come from the same distribution;
+    // with the same data their means must agree within sampling error.
+    let (values, bins, _) = data(300, 3, 1, 3);
+    let o = options(
+        KernelKind::Laplacian,
+        Bandwidth::Fixed(vec![0.5]),
+        Estimator::Biased,
+        400,
+    );
+    let scan = audit_labelled(
+        Labelled::new(&values, &bins, None, 3).unwrap(),
+        &o,
+        Method::Scan,
+    )
+    .unwrap();
+    let exact = audit_labelled(
+        Labelled::new(&values, &bins, None, 3).unwrap(),
+        &o,
+        Method::Exact,
+    )
+    .unwrap();
+    assert!(close(scan.test_statistic, exact.test_statistic, 1e-12));
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    let sd =
+        |v: &[f64]| (v.iter().map(|x| (x - mean(v)).powi(2)).sum::<f64>() / v.len() as f64).sqrt();
+    let (a, b) = (&scan.null_statistics, &exact.null_statistics);
+    assert!(
+        (mean(a) - mean(b)).abs() < 5.0 * sd(b) / (a.len() as f64).sqrt(),
+        "{} {}",
+        mean(a),
+        mean(b)
+    );
+}
+
+#[test]
+fn grid_is_within_its_bound_and_median_within_a_step() {
+    let (values, bins, groups) = data(3000, 4, 2, 4);
+    let cells: Vec<i64> = bins.iter().zip(&groups).map(|(b, g)| g * 4 + b).collect();
+    let low = values.iter().copied().fold(f64::INFINITY, f64::min);
+    let high = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let spec = GridSpec::new(low, high, 4097, 257, 1 << 16).unwrap();
+    let mut sketch = GridSketch::new(spec, 8);
+    sketch.add(&values, &cells).unwrap();
+    for kernel in [KernelKind::Rbf, KernelKind::Imq] {
+        for estimator in [Estimator::Biased, Estimator::Unbiased] {
+            let o = options(kernel, Bandwidth::Median, estimator, 20);
+            let result = audit_sketch(&sketch, 2, 4, &o).unwrap();
+            let exact_median = crate::median_bandwidth(&values);
+            assert!((result.bandwidths[0] - exact_median).abs() <= result.bandwidth_error);
+            let fixed = options(
+                kernel,
+                Bandwidth::Fixed(result.bandwidths.clone()),
+                estimator,
+                0,
+            );
+            let (value, matrix) = core_matrix(&values, &bins, &groups, 4, &fixed);
+            let error = (result.statistic - value).abs();
+            eprintln!(
+                "{kernel:?} {estimator:?}: value {value} error {error} bound {}",
+                result.error_bound
+            );
+            assert!(
+                error <= result.error_bound,
+                "{kernel:?}: error {error} > bound {}",
+                result.error_bound
+            );
+            assert!(result.error_bound < 1e-3 * value.abs());
+            for (a, b) in result.group_matrices.iter().zip(&matrix) {
+                assert!(close(*a, *b, result.error_bound));
+            }
+        }
+    }
+}
+
+#[test]
+fn sketches_merge_exactly() {
+    let (values, bins, _) = data(1000, 3, 1, 5);
+    let spec = GridSpec::new(0.0, 10.0, 1025, 65, 1025).unwrap();
+    let mut whole = GridSketch::new(spec, 3);
+    whole.add(&values, &bins).unwrap();
+    let mut parts = GridSketch::new(spec, 3);
+    for (v, b) in values.chunks(137).zip(bins.chunks(137)) {
+        let mut part = GridSketch::new(spec, 3);
+        part.add(v, b).unwrap();
+        parts.merge(&part).unwrap();
+    }
+    assert_eq!(whole, parts);
+    let rebuilt = GridSketch::from_parts(
+        spec,
+        3,
+        whole.fine.clone(),
+        whole.coarse.clone(),
+        whole.pooled.clone(),
+        whole.counts.clone(),
+    );
+    assert_eq!(rebuilt.unwrap(), whole);
+    let mut broken = whole.coarse.clone();
+    broken[0] += 1;
+    assert!(GridSketch::from_parts(
+        spec,
+        3,
+        whole.fine.clone(),
+        broken,
+        whole.pooled.clone(),
+        whole.counts.clone()
+    )
+    .is_err());
+    assert!(whole.add(&[11.0], &[0]).is_err());
+}
+
+#[test]
+fn grid_permutation_tables_keep_margins() {
+    let (values, bins, groups) = data(2000, 4, 2, 6);
+    let cells: Vec<i64> = bins.iter().zip(&groups).map(|(b, g)| g * 4 + b).collect();
+    let spec = GridSpec::new(0.0, 10.0, 1025, 129, 1025).unwrap();
+    let mut sketch = GridSketch::new(spec, 8);
+    sketch.add(&values, &cells).unwrap();
+    let mut rng = Rng::new(1, 1);
+    let table = grid::permuted_table_for_tests(&mut rng, &sketch);
+    for cell in 0..8 {
+        assert_eq!(
+            table[cell * 129..(cell + 1) * 129].iter().sum::<u64>(),
+            sketch.counts[cell]
+        );
+    }
+    for g in 0..2 {
+        for k in 0..129 {
+            let total = |t: &[u64]| (0..4).map(|p| t[(g * 4 + p) * 129 + k]).sum::<u64>();
+            assert_eq!(total(&table), total(&sketch.coarse));
+        }
+    }
+}
+
+#[test]
+fn refuses_bad_input() {
+    assert!(Labelled::new(&[], &[], None, 2).is_err());
+    assert!(Labelled::new(&[1.0, f64::NAN], &[0, 1], None, 2).is_err());
+    assert!(Labelled::new(&[1.0, 2.0], &[0, 2], None, 2).is_err());
+    assert!(Labelled::new(&[1.0, 2.0], &[0, -1], None, 2).is_err());
+    assert!(Labelled::new(&[1.0, 2.0], &[0], None, 2).is_err());
+    assert!(Labelled::new(&[1.0, 2.0], &[0, 1], None, 1).is_err());
+    let o = options(
+        KernelKind::Rbf,
+        Bandwidth::Fixed(vec![1.0]),
+        Estimator::Linear,
+        0,
+    );
+    let data = Labelled::new(&[1.0, 2.0], &[0, 1], None, 2).unwrap();
+    assert!(audit_labelled(data, &o, Method::Exact).is_err());
+    let o = options(
+        KernelKind::Rbf,
+        Bandwidth::Fixed(vec![1.0]),
+        Estimator::Biased,
+        0,
+    );
+    let data = Labelled::new(&[1.0, 2.0], &[0, 1], None, 2).unwrap();
+    assert!(audit_labelled(data, &o, Method::Scan).is_err());
+}

@@ -1,0 +1,179 @@
+//! Bindings of `crm_mmd::audit`: convert, release the GIL, call the core, convert back.
+
+use super::{core, options};
+use crm_mmd::audit::{self, AuditOptions, AuditResult, GridSketch, GridSpec, Labelled, Method};
+use numpy::ndarray::{Array2, Array3};
+use numpy::{IntoPyArray, PyReadonlyArray1, PyReadonlyArray2};
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+fn audit_options(
+    kernel: &str,
+    bandwidth: &Bound<'_, PyAny>,
+    estimator: &str,
+    permutations: usize,
+    seed: u64,
+) -> PyResult<AuditOptions> {
+    let parsed = options(kernel, bandwidth, estimator, "mean")?;
+    Ok(AuditOptions {
+        kernel: parsed.kernel,
+        bandwidth: parsed.bandwidth,
+        estimator: parsed.estimator,
+        permutations,
+        seed,
+    })
+}
+
+fn shape_error(e: impl std::fmt::Display) -> PyErr {
+    PyValueError::new_err(e.to_string())
+}
+
+fn result_dict<'py>(py: Python<'py>, r: AuditResult) -> PyResult<Bound<'py, PyDict>> {
+    let (g, m) = (r.num_groups, r.num_bins);
+    let out = PyDict::new(py);
+    out.set_item("method", r.method.name())?;
+    out.set_item("statistic", r.statistic)?;
+    out.set_item(
+        "matrix",
+        Array2::from_shape_vec((m, m), r.matrix)
+            .map_err(shape_error)?
+            .into_pyarray(py),
+    )?;
+    let groups = Array3::from_shape_vec((g, m, m), r.group_matrices).map_err(shape_error)?;
+    out.set_item("group_matrices", groups.into_pyarray(py))?;
+    out.set_item(
+        "counts",
+        Array2::from_shape_vec((g, m), r.counts)
+            .map_err(shape_error)?
+            .into_pyarray(py),
+    )?;
+    out.set_item("bandwidths", r.bandwidths)?;
+    out.set_item("bandwidth_error", r.bandwidth_error)?;
+    out.set_item("error_bound", r.error_bound)?;
+    out.set_item("permutations", r.permutations)?;
+    out.set_item("test_statistic", r.test_statistic)?;
+    out.set_item("null_statistics", r.null_statistics.into_pyarray(py))?;
+    out.set_item("pvalue", r.pvalue)?;
+    let pair = Array2::from_shape_vec((m, m), r.pair_pvalues).map_err(shape_error)?;
+    out.set_item("pair_pvalues", pair.into_pyarray(py))?;
+    out.set_item("grid_points", r.grid_points)?;
+    Ok(out)
+}
+
+/// Exact audit ("exact" or "scan") of rewards in memory; returns a dict of the result's fields.
+#[pyfunction]
+#[pyo3(signature = (rewards, bins, groups, num_bins, kernel, bandwidth, estimator, permutations, seed, method))]
+#[allow(clippy::too_many_arguments)]
+fn audit_rewards<'py>(
+    py: Python<'py>,
+    rewards: PyReadonlyArray1<'py, f64>,
+    bins: PyReadonlyArray1<'py, i64>,
+    groups: Option<PyReadonlyArray1<'py, i64>>,
+    num_bins: usize,
+    kernel: &str,
+    bandwidth: &Bound<'py, PyAny>,
+    estimator: &str,
+    permutations: usize,
+    seed: u64,
+    method: &str,
+) -> PyResult<Bound<'py, PyDict>> {
+    let options = audit_options(kernel, bandwidth, estimator, permutations, seed)?;
+    let method: Method = core(method.parse())?;
+    let (rewards, bins) = (rewards.as_slice()?, bins.as_slice()?);
+    let groups = groups.as_ref().map(|g| g.as_slice()).transpose()?;
+    let result = core(py.detach(|| {
+        let data = Labelled::new(rewards, bins, groups, num_bins)?;
+        audit::audit_labelled(data, &options, method)
+    }))?;
+    result_dict(py, result)
+}
+
+/// The grid sketch of rewards in cells [0, num_cells): (fine, coarse, pooled, counts) uint64 arrays.
+#[pyfunction]
+#[pyo3(signature = (rewards, cells, num_cells, low, high, fine_points, coarse_points, median_points))]
+#[allow(clippy::too_many_arguments)]
+fn grid_sketch<'py>(
+    py: Python<'py>,
+    rewards: PyReadonlyArray1<'py, f64>,
+    cells: PyReadonlyArray1<'py, i64>,
+    num_cells: usize,
+    low: f64,
+    high: f64,
+    fine_points: usize,
+    coarse_points: usize,
+    median_points: usize,
+) -> PyResult<Bound<'py, pyo3::types::PyTuple>> {
+    let spec = core(GridSpec::new(
+        low,
+        high,
+        fine_points,
+        coarse_points,
+        median_points,
+    ))?;
+    let (rewards, cells) = (rewards.as_slice()?, cells.as_slice()?);
+    let sketch = core(py.detach(|| {
+        let mut sketch = GridSketch::new(spec, num_cells);
+        sketch.add(rewards, cells).map(|_| sketch)
+    }))?;
+    let fine =
+        Array2::from_shape_vec((num_cells, fine_points), sketch.fine).map_err(shape_error)?;
+    let coarse =
+        Array2::from_shape_vec((num_cells, coarse_points), sketch.coarse).map_err(shape_error)?;
+    (
+        fine.into_pyarray(py),
+        coarse.into_pyarray(py),
+        sketch.pooled.into_pyarray(py),
+        sketch.counts.into_pyarray(py),
+    )
+        .into_pyobject(py)
+}
+
+/// Audit from grid sketch arrays (summed over chunks or partitions); returns a dict.
+#[pyfunction]
+#[pyo3(signature = (fine, coarse, pooled, counts, low, high, num_groups, num_bins, kernel, bandwidth, estimator, permutations, seed))]
+#[allow(clippy::too_many_arguments)]
+fn audit_grid<'py>(
+    py: Python<'py>,
+    fine: PyReadonlyArray2<'py, u64>,
+    coarse: PyReadonlyArray2<'py, u64>,
+    pooled: PyReadonlyArray1<'py, u64>,
+    counts: PyReadonlyArray1<'py, u64>,
+    low: f64,
+    high: f64,
+    num_groups: usize,
+    num_bins: usize,
+    kernel: &str,
+    bandwidth: &Bound<'py, PyAny>,
+    estimator: &str,
+    permutations: usize,
+    seed: u64,
+) -> PyResult<Bound<'py, PyDict>> {
+    let options = audit_options(kernel, bandwidth, estimator, permutations, seed)?;
+    let ((num_cells, fine_points), (_, coarse_points)) =
+        (fine.as_array().dim(), coarse.as_array().dim());
+    let spec = core(GridSpec::new(
+        low,
+        high,
+        fine_points,
+        coarse_points,
+        pooled.len()?,
+    ))?;
+    let sketch = core(GridSketch::from_parts(
+        spec,
+        num_cells,
+        fine.as_array().iter().copied().collect(),
+        coarse.as_array().iter().copied().collect(),
+        pooled.as_array().to_vec(),
+        counts.as_array().to_vec(),
+    ))?;
+    let result = core(py.detach(|| audit::audit_sketch(&sketch, num_groups, num_bins, &options)))?;
+    result_dict(py, result)
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(audit_rewards, m)?)?;
+    m.add_function(wrap_pyfunction!(grid_sketch, m)?)?;
+    m.add_function(wrap_pyfunction!(audit_grid, m)?)?;
+    Ok(())
+}
