@@ -32,8 +32,14 @@ def batch():
 def test_loss_matches_definition(batch, conditional, with_margin):
     r_c, r_r, b_c, b_r = batch
     margin = torch.linspace(0.0, 1.0, r_c.shape[0], dtype=torch.float64) if with_margin else None
-    loss_fn = CausalRewardLoss(lambda_mmd=2.5, conditional=conditional, kernel="laplacian", bandwidth=0.7,
-                               estimator="unbiased", num_bins=3)
+    loss_fn = CausalRewardLoss(
+        lambda_mmd=2.5,
+        conditional=conditional,
+        kernel="laplacian",
+        bandwidth=0.7,
+        estimator="unbiased",
+        num_bins=3,
+    )
     out = loss_fn(r_c, r_r, b_c, b_r, margin=margin)
     assert isinstance(out, CausalRewardOutput)
 
@@ -41,8 +47,12 @@ def test_loss_matches_definition(batch, conditional, with_margin):
     preference = -log_sigmoid(diff).mean()
     options = {"num_bins": 3, "kernel": "laplacian", "bandwidth": 0.7, "estimator": "unbiased"}
     if conditional:
-        mmd = np.mean([cr.pairwise_bin_mmd(r_c.numpy(), b_c.numpy(), **options),
-                       cr.pairwise_bin_mmd(r_r.numpy(), b_r.numpy(), **options)])
+        mmd = np.mean(
+            [
+                cr.pairwise_bin_mmd(r_c.numpy(), b_c.numpy(), **options),
+                cr.pairwise_bin_mmd(r_r.numpy(), b_r.numpy(), **options),
+            ]
+        )
     else:
         mmd = cr.pairwise_bin_mmd(np.concatenate([r_c, r_r]), np.concatenate([b_c, b_r]), **options)
     assert out.preference_loss.item() == pytest.approx(preference, rel=1e-12)
@@ -53,7 +63,9 @@ def test_loss_matches_definition(batch, conditional, with_margin):
 def test_conditional_skips_a_group_in_one_bin(batch):
     r_c, r_r, b_c, _ = batch
     out = CausalRewardLoss(lambda_mmd=1.0, num_bins=3)(r_c, r_r, b_c, torch.zeros_like(b_c))
-    assert out.mmd.item() == pytest.approx(cr.pairwise_bin_mmd(r_c.numpy(), b_c.numpy(), num_bins=3), rel=1e-12)
+    assert out.mmd.item() == pytest.approx(
+        cr.pairwise_bin_mmd(r_c.numpy(), b_c.numpy(), num_bins=3), rel=1e-12
+    )
 
 
 def test_gradient_and_reward_head_shape(batch):
@@ -87,7 +99,9 @@ def test_bad_arguments(batch):
     with pytest.raises(TypeError, match="bins_chosen must hold integers"):
         loss_fn(r_c, r_r, b_c.tolist() and [0.5] * len(b_c), b_r)
     with pytest.raises(ValueError, match=r"bins\[3\] = 9 is out of range \[0, 3\)"):
-        CausalRewardLoss(num_bins=3, conditional=False)(r_c, r_r, torch.where(torch.arange(len(b_c)) == 3, 9, b_c), b_r)
+        CausalRewardLoss(num_bins=3, conditional=False)(
+            r_c, r_r, torch.where(torch.arange(len(b_c)) == 3, 9, b_c), b_r
+        )
 
 
 class TinyRewardModel(torch.nn.Module):

@@ -11,6 +11,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import causal_rewards as cr
+from causal_rewards import torch_ops
 
 KERNELS = ["rbf", "laplacian", "imq", "energy"]
 ESTIMATORS = ["biased", "unbiased", "linear"]
@@ -39,7 +40,10 @@ def brute_pair(x, y, kernel, bandwidths, estimator):
         if half == 0:
             return None
         terms = [
-            k(x[2 * i], x[2 * i + 1]) + k(y[2 * i], y[2 * i + 1]) - k(x[2 * i], y[2 * i + 1]) - k(x[2 * i + 1], y[2 * i])
+            k(x[2 * i], x[2 * i + 1])
+            + k(y[2 * i], y[2 * i + 1])
+            - k(x[2 * i], y[2 * i + 1])
+            - k(x[2 * i + 1], y[2 * i])
             for i in range(half)
         ]
         return sum(terms) / half
@@ -47,10 +51,16 @@ def brute_pair(x, y, kernel, bandwidths, estimator):
     if estimator == "biased":
         if not x or not y:
             return None
-        return sum(k(a, b) for a in x for b in x) / len(x) ** 2 + sum(k(a, b) for a in y for b in y) / len(y) ** 2 - 2 * cross
+        return (
+            sum(k(a, b) for a in x for b in x) / len(x) ** 2
+            + sum(k(a, b) for a in y for b in y) / len(y) ** 2
+            - 2 * cross
+        )
     if len(x) < 2 or len(y) < 2:
         return None
-    within = lambda s: sum(k(s[i], s[j]) for i in range(len(s)) for j in range(len(s)) if i != j) / (len(s) * (len(s) - 1))
+    within = lambda s: (
+        sum(k(s[i], s[j]) for i in range(len(s)) for j in range(len(s)) if i != j) / (len(s) * (len(s) - 1))
+    )
     return within(x) + within(y) - 2 * cross
 
 
@@ -61,7 +71,10 @@ def brute(rewards, bins, groups, num_bins, kernel, bandwidths, estimator, reduct
     matrix = np.full((num_groups, num_bins, num_bins), np.nan)
     per_group = []
     for g in range(num_groups):
-        cells = [[float(r) for r, b, gg in zip(rewards, bins, groups) if b == m and gg == g] for m in range(num_bins)]
+        cells = [
+            [float(r) for r, b, gg in zip(rewards, bins, groups) if b == m and gg == g]
+            for m in range(num_bins)
+        ]
         values = []
         for p in range(num_bins):
             matrix[g, p, p] = 0.0
@@ -71,7 +84,9 @@ def brute(rewards, bins, groups, num_bins, kernel, bandwidths, estimator, reduct
                     matrix[g, p, q] = matrix[g, q, p] = v
                     values.append(v)
         if values:
-            per_group.append({"mean": np.mean, "sum": np.sum, "max": np.max, "none": np.mean}[reduction](values))
+            per_group.append(
+                {"mean": np.mean, "sum": np.sum, "max": np.max, "none": np.mean}[reduction](values)
+            )
     value = float(np.mean(per_group)) if per_group else 0.0
     return value, matrix
 
@@ -99,13 +114,32 @@ def test_value_matches_brute_force(gen, backend, kernel, estimator, with_groups)
     g = torch.randint(0, 2, (n,), generator=gen) if with_groups else None
     bandwidths = [0.7, 1.9]
     for reduction in REDUCTIONS:
-        expected, matrix = brute(r.numpy(), b.numpy(), None if g is None else g.numpy(), num_bins, kernel,
-                                 bandwidths, estimator, reduction)
-        got = cr.pairwise_bin_mmd(r, b, groups=g, num_bins=num_bins, kernel=kernel, bandwidth=bandwidths,
-                                  estimator=estimator, reduction=reduction, backend=backend)
+        expected, matrix = brute(
+            r.numpy(),
+            b.numpy(),
+            None if g is None else g.numpy(),
+            num_bins,
+            kernel,
+            bandwidths,
+            estimator,
+            reduction,
+        )
+        got = cr.pairwise_bin_mmd(
+            r,
+            b,
+            groups=g,
+            num_bins=num_bins,
+            kernel=kernel,
+            bandwidth=bandwidths,
+            estimator=estimator,
+            reduction=reduction,
+            backend=backend,
+        )
         assert isinstance(got, torch.Tensor) and got.dtype == torch.float64
         if reduction == "none":
-            np.testing.assert_allclose(got.numpy(), matrix if with_groups else matrix[0], rtol=1e-10, atol=1e-12)
+            np.testing.assert_allclose(
+                got.numpy(), matrix if with_groups else matrix[0], rtol=1e-10, atol=1e-12
+            )
         else:
             assert got.shape == ()
             assert float(got) == pytest.approx(expected, rel=1e-10, abs=1e-12)
@@ -120,16 +154,27 @@ def test_gradcheck(gen, backend, kernel, estimator, with_groups):
     r = spread_rewards(gen, n).requires_grad_(True)
     b = torch.arange(n) % num_bins
     g = (torch.arange(n) // 7) if with_groups else None
-    options = {"groups": g, "num_bins": num_bins, "kernel": kernel, "bandwidth": [0.8], "estimator": estimator, "backend": backend}
+    options = {
+        "groups": g,
+        "num_bins": num_bins,
+        "kernel": kernel,
+        "bandwidth": [0.8],
+        "estimator": estimator,
+        "backend": backend,
+    }
     for reduction in ("mean", "sum", "none"):
-        assert torch.autograd.gradcheck(lambda x, red=reduction: cr.pairwise_bin_mmd(x, b, reduction=red, **options), (r,))
+        assert torch.autograd.gradcheck(
+            lambda x, red=reduction: cr.pairwise_bin_mmd(x, b, reduction=red, **options), (r,)
+        )
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_gradcheck_max_and_median(gen, backend):
     r = spread_rewards(gen, 15).requires_grad_(True)
     b = torch.arange(15) % 4
-    assert torch.autograd.gradcheck(lambda x: cr.pairwise_bin_mmd(x, b, reduction="max", backend=backend), (r,))
+    assert torch.autograd.gradcheck(
+        lambda x: cr.pairwise_bin_mmd(x, b, reduction="max", backend=backend), (r,)
+    )
     # the median bandwidth is a constant for gradients
     bw = cr.median_bandwidth(r.detach().numpy())
     got = cr.pairwise_bin_mmd(r, b, bandwidth="median", backend=backend)
@@ -191,13 +236,18 @@ def test_no_computable_pair_gives_zero_and_zero_grad():
         assert value.item() == 0.0 and torch.count_nonzero(grad) == 0
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_mmd_tensors(gen, backend):
+def test_mmd_tensors(gen):
     x = torch.randn(9, generator=gen, dtype=torch.float64, requires_grad=True)
     y = torch.randn(7, generator=gen, dtype=torch.float64) + 1
     value = cr.mmd(x, y, kernel="imq", bandwidth=0.5)
-    assert float(value) == pytest.approx(cr.mmd(x.detach().numpy(), y.numpy(), kernel="imq", bandwidth=0.5), rel=1e-12)
+    assert isinstance(value, torch.Tensor)
+    assert value.item() == pytest.approx(
+        cr.mmd(x.detach().numpy(), y.numpy(), kernel="imq", bandwidth=0.5), rel=1e-12
+    )
     assert torch.autograd.gradcheck(lambda a: cr.mmd(a, y, estimator="unbiased"), (x,))
+    assert cr.mmd(x.detach().numpy(), torch.zeros(3, dtype=torch.float64)).item() == pytest.approx(
+        cr.mmd(x.detach().numpy(), np.zeros(3)), rel=1e-12
+    )
 
 
 def _error(fn):
@@ -228,7 +278,9 @@ def test_bad_input_same_errors_as_numpy(case, backend):
     r, b, options = BAD_INPUTS[case]
     expected = _error(lambda: cr.pairwise_bin_mmd(r, b, **options))
     tensors = {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in options.items()}
-    got = _error(lambda: cr.pairwise_bin_mmd(torch.from_numpy(r), torch.from_numpy(b), backend=backend, **tensors))
+    got = _error(
+        lambda: cr.pairwise_bin_mmd(torch.from_numpy(r), torch.from_numpy(b), backend=backend, **tensors)
+    )
     assert got == expected
     if backend != "auto":  # numpy input on an explicit torch backend
         assert _error(lambda: cr.pairwise_bin_mmd(r, b, backend=backend, **options)) == expected
@@ -249,3 +301,30 @@ def test_tensor_only_bad_inputs():
         cr.pairwise_bin_mmd(r.to("meta"), b.to("meta"), backend="rust")
     with pytest.raises(ValueError, match="reduction='none' has no scalar value"):
         cr.pairwise_bin_mmd_value_and_grad(r, b, reduction="none")
+
+
+@pytest.mark.parametrize("backend", ["rust", "triton"])
+def test_opcheck_custom_ops(gen, backend):
+    if backend == "triton":
+        pytest.importorskip("triton")
+    r = torch.randn(21, generator=gen, dtype=torch.float64, requires_grad=True)
+    b = torch.arange(21) % 3
+    g = torch.arange(21) // 11  # every pair computable: opcheck compares outputs without equal_nan
+    torch.library.opcheck(
+        torch_ops._value_and_grad_op, (r, b, g, 3, "rbf", [1.0], False, "biased", "mean", backend)
+    )
+    torch.library.opcheck(
+        torch_ops._value_and_grad_op, (r, b, None, None, "energy", [], True, "linear", "max", backend)
+    )
+    torch.library.opcheck(torch_ops._matrix_op, (r, b, g, 3, "laplacian", [], True, "linear", backend))
+    upstream = torch.randn(2, 3, 3, generator=gen, dtype=torch.float64)
+    # the backward op itself has no derivative (no double backward)
+    args = (r.detach(), b, g, 3, "imq", [0.5], False, "unbiased", backend, upstream)
+    torch.library.opcheck(torch_ops._matrix_vjp_op, args)
+
+
+def test_double_backward_raises_instead_of_a_wrong_hessian():
+    r = torch.linspace(0, 1, 10, dtype=torch.float64, requires_grad=True)
+    (grad,) = torch.autograd.grad(cr.pairwise_bin_mmd(r, torch.arange(10) % 2), r, create_graph=True)
+    with pytest.raises(RuntimeError):
+        grad.sum().backward()

@@ -126,8 +126,15 @@ class CausalRewardLoss(torch.nn.Module):
             # group 0 = chosen, 1 = rejected: the statistic is computed within each and averaged
             groups = torch.cat([torch.zeros_like(bins_chosen), torch.ones_like(bins_rejected)])
         mmd = torch_ops.dispatch_pairwise(
-            rewards, bins, self.num_bins, groups, self.kernel, self.bandwidth, self.estimator,
-            self.reduction, self.backend,
+            rewards,
+            bins,
+            self.num_bins,
+            groups,
+            self.kernel,
+            self.bandwidth,
+            self.estimator,
+            self.reduction,
+            self.backend,
         )
         mmd = mmd.to(preference_loss.dtype)
         return CausalRewardOutput(preference_loss + self.lambda_mmd * mmd, preference_loss, mmd)

@@ -21,6 +21,7 @@ import math
 
 import numpy as np
 import torch
+from torch.autograd.function import once_differentiable
 
 from . import _core
 from ._validation import as_labels, as_rewards, check_num_bins
@@ -52,7 +53,9 @@ def _as_tensor_labels(values, name: str, device) -> torch.Tensor:
         if values.dtype.is_floating_point or values.dtype.is_complex or values.dtype == torch.bool:
             raise TypeError(f"{name} must hold integers, got dtype {values.dtype}")
         if values.device != device:
-            raise ValueError(f"{name} is on {values.device} but rewards is on {device}: move them to one device")
+            raise ValueError(
+                f"{name} is on {values.device} but rewards is on {device}: move them to one device"
+            )
         return values
     return torch.from_numpy(np.ascontiguousarray(as_labels(values, name))).to(device)
 
@@ -93,7 +96,10 @@ def check_values(rewards: torch.Tensor, bins: torch.Tensor, groups, num_bins) ->
     if not summary[0]:
         index = int((~finite).nonzero()[0])
         raise ValueError(f"rewards[{index}] is {_format_float(float(rewards[index]))}: values must be finite")
-    for name, labels, low in (("bins", bins, summary[1]), ("groups", groups, summary[3] if groups is not None else 0)):
+    for name, labels, low in (
+        ("bins", bins, summary[1]),
+        ("groups", groups, summary[3] if groups is not None else 0),
+    ):
         if low < 0:
             index = int((labels < 0).nonzero()[0])
             raise ValueError(f"{name}[{index}] = {int(labels[index])} is negative")
@@ -121,7 +127,9 @@ def _resolve_backend(backend: str, device: torch.device) -> str:
 
         return "triton" if device.type == "cuda" and triton_mmd.available() else "torch"
     if backend == "rust" and device.type != "cpu":
-        raise ValueError(f"backend='rust' runs on CPU tensors, but rewards is on {device}: use 'auto', 'triton' or 'torch'")
+        raise ValueError(
+            f"backend='rust' runs on CPU tensors, but rewards is on {device}: use 'auto', 'triton' or 'torch'"
+        )
     if backend == "triton":
         from .ops import triton_mmd
 
@@ -192,9 +200,11 @@ def _(rewards, bins, groups, num_bins, kernel, bandwidth, median, estimator, red
 
 
 def _value_and_grad_setup(ctx, inputs, output):
+    ctx.mark_non_differentiable(output[1])
     ctx.save_for_backward(output[1])
 
 
+@once_differentiable  # the saved gradient has no derivative: double backward raises, never a wrong Hessian
 def _value_and_grad_backward(ctx, grad_value, grad_of_grad):
     (grad,) = ctx.saved_tensors
     return grad_value * grad, None, None, None, None, None, None, None, None, None
@@ -221,7 +231,9 @@ def _matrix_op(
 
         num_groups, resolved_bins = check_values(rewards, bins, groups, num_bins)
         bandwidths = resolve_bandwidth(rewards, "median" if median else bandwidth)
-        result = triton_mmd.matrix(rewards, bins, groups, num_groups, resolved_bins, kernel, bandwidths, estimator)
+        result = triton_mmd.matrix(
+            rewards, bins, groups, num_groups, resolved_bins, kernel, bandwidths, estimator
+        )
         return result.to(rewards.dtype)
     _, result, _ = _core.pairwise_bin_mmd(
         _numpy_rewards(rewards),
@@ -291,6 +303,7 @@ def _matrix_setup(ctx, inputs, output):
     ctx.options = (num_bins, kernel, bandwidth, median, estimator, backend)
 
 
+@once_differentiable
 def _matrix_backward(ctx, upstream):
     rewards, bins, groups = ctx.saved_tensors
     grad = _matrix_vjp_op(rewards, bins, groups, *ctx.options, upstream.contiguous())
@@ -340,12 +353,17 @@ def dispatch_pairwise(rewards, bins, num_bins, groups, kernel, bandwidth, estima
     if backend == "torch":
         value = _reference_value(r, b, g, num_bins, kernel, bandwidth, estimator, reduction)
     else:
-        value = _value_and_grad_op(r, b, g, num_bins, kernel, bandwidths, median, estimator, reduction, backend)[0]
+        value = _value_and_grad_op(
+            r, b, g, num_bins, kernel, bandwidths, median, estimator, reduction, backend
+        )[0]
     return float(value) if numpy_out else value
 
 
-def dispatch_value_and_grad(rewards, bins, num_bins, groups, kernel, bandwidth, estimator, reduction, backend):
-    """(value, d value / d rewards); the value stays attached to the rewards' graph, the gradient is detached."""
+def dispatch_value_and_grad(
+    rewards, bins, num_bins, groups, kernel, bandwidth, estimator, reduction, backend
+):
+    """(value, d value / d rewards): the value stays attached to the rewards' graph; the gradient is
+    detached."""
     r, b, g, numpy_out = _inputs(rewards, bins, groups)
     num_bins, bandwidths, median = _op_args(bandwidth, num_bins)
     backend = _resolve_backend(backend, r.device)
@@ -356,7 +374,9 @@ def dispatch_value_and_grad(rewards, bins, num_bins, groups, kernel, bandwidth, 
             (grad,) = torch.autograd.grad(value, leaf, retain_graph=r.requires_grad)
         value = value if r.requires_grad else value.detach()
     else:
-        value, grad = _value_and_grad_op(r, b, g, num_bins, kernel, bandwidths, median, estimator, reduction, backend)
+        value, grad = _value_and_grad_op(
+            r, b, g, num_bins, kernel, bandwidths, median, estimator, reduction, backend
+        )
         grad = grad.detach()
     if numpy_out:
         return float(value), grad.to(torch.float64).cpu().numpy()
