@@ -382,10 +382,16 @@ def test_dpo_lambda0_equals_dpo_trainer(tokenizer, tmp_path):
     )
 
 
-@pytest.mark.parametrize("length_penalty", [0.0, 0.2])
-def test_dpo_penalty_on_implicit_rewards(tokenizer, tmp_path, length_penalty):
+@pytest.mark.parametrize(("length_penalty", "precompute"), [(0.0, False), (0.2, False), (0.0, True)])
+def test_dpo_penalty_on_implicit_rewards(tokenizer, tmp_path, length_penalty, precompute):
     lam = 5.0
-    ours, _dataset = dpo_pair(tokenizer, tmp_path, lambda_mmd=lam, length_penalty=length_penalty)
+    ours, _dataset = dpo_pair(
+        tokenizer,
+        tmp_path,
+        lambda_mmd=lam,
+        length_penalty=length_penalty,
+        precompute_ref_log_probs=precompute,
+    )
     with torch.no_grad():
         for p in ours.model.parameters():
             p.add_(0.05 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))

@@ -13,6 +13,7 @@ Several names are crossed into one bin per combination. The bins are fitted once
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +27,7 @@ BINS_CHOSEN, BINS_REJECTED = "crm_bins_chosen", "crm_bins_rejected"
 LENGTH_CHOSEN, LENGTH_REJECTED = "crm_length_chosen", "crm_length_rejected"
 CRM_COLUMNS = (BINS_CHOSEN, BINS_REJECTED, LENGTH_CHOSEN, LENGTH_REJECTED)
 STATE_FILE = "crm_state.pt"
+SUPPORTED_TRL = ("1.16", "2")  # [low, high): the hooks overridden here are those of TRL 1.16
 _STATE_FORMAT = "causal_rewards.crm_state/1"
 
 
@@ -86,6 +88,19 @@ class CRMArguments:
         if not isinstance(self.memory_bank_size, int) or self.memory_bank_size < 0:
             raise ValueError(f"memory_bank_size must be an int >= 0, got {self.memory_bank_size!r}")
         # kernel, bandwidth and estimator are checked by CausalRewardLoss when the trainer builds it
+
+
+def check_trl_version() -> None:
+    import trl
+    from packaging.version import Version
+
+    low, high = SUPPORTED_TRL
+    if not Version(low) <= Version(trl.__version__) < Version(high):
+        warnings.warn(
+            f"causal_rewards.training is tested with trl>={low},<{high}; found trl {trl.__version__}. "
+            "The overridden hooks (compute_loss, _compute_loss, the collator, signature columns) may differ.",
+            stacklevel=3,
+        )
 
 
 def column_names(dataset) -> list[str]:
@@ -217,6 +232,7 @@ class CRMTrainerMixin:
     _crm_tokenized = ("chosen_ids", "rejected_ids")
 
     def _crm_prepare(self, args, train_dataset, eval_dataset):
+        check_trl_version()
         if args.spurious_columns is None:
             raise ValueError(
                 f"{type(args).__name__}.spurious_columns is required: name the spurious column(s)"
