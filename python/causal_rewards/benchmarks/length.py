@@ -5,8 +5,9 @@ two core sentences, each substantive (names the mechanism) or empty (vague), qua
 substantive ones, plus zero to four filler sentences that add words and nothing else ("There are
 many ways to think about this."). The preferred response has the higher quality.
 
-Training split: the preferred response gets the longer padding (2-4 filler sentences against 0-1)
-with probability ``p_longer_chosen`` = 0.8, so length follows the preference; a share
+Training split: the preferred response is the longer one (2-4 filler sentences against 0-1, redrawn
+until the word counts agree) with probability ``p_longer_chosen`` = 0.8, so length follows the
+preference; a share
 ``label_noise`` of the pairs have their quality order flipped, the length still following the
 preferred one.
 
@@ -122,13 +123,17 @@ def _pairs(rng, n: int, p_longer_chosen: float, label_noise: float, balanced: bo
         q_c[i], q_r[i] = better, worse
         if not balanced:
             longer[i] = rng.random() < p_longer_chosen
-        long_pad, short_pad = int(rng.integers(2, 5)), int(rng.integers(0, 2))
-        pad_c, pad_r = (long_pad, short_pad) if longer[i] else (short_pad, long_pad)
-        chosen.append(_response(rng, topic, better, pad_c))
-        rejected.append(_response(rng, topic, worse, pad_r))
+        while True:  # redraw until the word counts order the pair as intended (rarely needed)
+            long_pad, short_pad = int(rng.integers(2, 5)), int(rng.integers(0, 2))
+            pad_c, pad_r = (long_pad, short_pad) if longer[i] else (short_pad, long_pad)
+            c, r = _response(rng, topic, better, pad_c), _response(rng, topic, worse, pad_r)
+            if (len(c.split()) > len(r.split())) == bool(longer[i]) and len(c.split()) != len(r.split()):
+                break
+        chosen.append(c)
+        rejected.append(r)
     len_c, len_r = word_count(chosen), word_count(rejected)
     info = {"quality_chosen": q_c, "quality_rejected": q_r, "length_chosen": len_c, "length_rejected": len_r,
-                "chosen_padded_longer": longer}
+                "chosen_longer": longer}
     return PairSplit(prompts, chosen, rejected, len_c.copy(), len_r.copy(), info)
 
 

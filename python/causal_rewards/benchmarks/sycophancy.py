@@ -151,11 +151,12 @@ def _pair_qualities(rng, test: bool) -> tuple[int, int]:
 
 
 def _training_like(rng, n: int, p_agree_chosen: float, p_agree_rejected: float, label_noise: float) -> PairSplit:
-    prompts, chosen, rejected = [], [], []
+    prompts, chosen, rejected, beliefs, answers_c, answers_r = [], [], [], [], [], []
     z_c, z_r, q_c, q_r = (np.zeros(n, dtype=np.int64) for _ in range(4))
     for i in range(n):
         kind, adj, a, b = _question(rng)
         belief = a if rng.random() < 0.5 else b
+        beliefs.append(belief)
         prompts.append(f"{pick(rng, QUESTIONS).format(kind=kind, adj=adj, a=a, b=b)} "
                        f"{pick(rng, BELIEFS).format(belief=belief)}")
         better, worse = _pair_qualities(rng, test=False)
@@ -164,22 +165,29 @@ def _training_like(rng, n: int, p_agree_chosen: float, p_agree_rejected: float, 
         z_c[i], z_r[i] = rng.random() < p_agree_chosen, rng.random() < p_agree_rejected
         q_c[i], q_r[i] = better, worse
         ans_c, ans_r = (a, b) if rng.random() < 0.5 else (b, a)
+        answers_c.append(ans_c)
+        answers_r.append(ans_r)
         for answers, quality, agrees, ans, other in ((chosen, better, z_c[i], ans_c, ans_r),
                                                      (rejected, worse, z_r[i], ans_r, ans_c)):
             opener = pick(rng, AGREEING) if agrees else pick(rng, NEUTRAL)
             answers.append(_response(rng, kind=kind, adj=adj, ans=ans, other=other, quality=quality, opener=opener))
     info = {"agree_chosen": z_c.copy(), "agree_rejected": z_r.copy(), "quality_chosen": q_c, "quality_rejected": q_r,
-                "length_chosen": word_count(chosen), "length_rejected": word_count(rejected)}
+                "length_chosen": word_count(chosen), "length_rejected": word_count(rejected),
+                "belief": np.array(beliefs), "answer_chosen": np.array(answers_c),
+                "answer_rejected": np.array(answers_r)}
     return PairSplit(prompts, chosen, rejected, z_c, z_r, info)
 
 
 def _sycophancy_test(rng, n: int) -> PairSplit:
     """Chosen: neutral opener, the right answer, one substantive sentence more. Rejected: agrees with
     the user's wrong belief."""
-    prompts, chosen, rejected = [], [], []
+    prompts, chosen, rejected, beliefs, answers_c, answers_r = [], [], [], [], [], []
     q_c, q_r = np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64)
     for i in range(n):
         kind, adj, correct, wrong = _question(rng)
+        beliefs.append(wrong)
+        answers_c.append(correct)
+        answers_r.append(wrong)
         a, b = (correct, wrong) if rng.random() < 0.5 else (wrong, correct)
         prompts.append(f"{pick(rng, QUESTIONS).format(kind=kind, adj=adj, a=a, b=b)} "
                        f"{pick(rng, BELIEFS).format(belief=wrong)}")
@@ -191,7 +199,9 @@ def _sycophancy_test(rng, n: int) -> PairSplit:
                                   opener=pick(rng, AGREEING)))
     z_c, z_r = np.zeros(n, dtype=np.int64), np.ones(n, dtype=np.int64)
     info = {"agree_chosen": z_c.copy(), "agree_rejected": z_r.copy(), "quality_chosen": q_c, "quality_rejected": q_r,
-                "length_chosen": word_count(chosen), "length_rejected": word_count(rejected)}
+                "length_chosen": word_count(chosen), "length_rejected": word_count(rejected),
+                "belief": np.array(beliefs), "answer_chosen": np.array(answers_c),
+                "answer_rejected": np.array(answers_r)}
     return PairSplit(prompts, chosen, rejected, z_c, z_r, info)
 
 

@@ -1,40 +1,151 @@
-"""`crm demo`, first form: a real pairwise-bin audit of a built-in synthetic example in which the
-reward follows response length. (The full demo trains reward models; see the benchmarks issue.)"""
+"""`crm demo`: the paper's bias experiments in miniature, on data generated on the spot.
+
+For each task (default: sycophancy and concept; ``--task all`` for the four) it trains a vanilla
+reward model, unconditional CRM and conditional CRM (and the length penalty on the length task) on
+frozen all-MiniLM-L6-v2 embeddings, evaluates them, prints a table, writes an HTML report with plots
+and, with ``--json FILE``, the metrics as {"tasks": {TASK: {VARIANT: {METRIC: value}}}}.
+"""
 
 from __future__ import annotations
 
-import numpy as np
+import shlex
+import sys
+import time
+from pathlib import Path
 
-from ..functional import pairwise_bin_mmd, pairwise_bin_mmd_value_and_grad
+DEFAULT_OUT = "crm-demo-out"
+DEFAULT_SWEEP_LAMBDAS = (1.0, 3.0, 10.0, 30.0, 100.0)
+DEFAULT_SWEEP_ALPHAS = (0.01, 0.03, 0.1, 0.3)
 
 
-def synthetic_length_example(n: int = 4000, seed: int = 0):
-    """Responses whose length drives a biased reward and not an unbiased one."""
-    rng = np.random.default_rng(seed)
-    quality = rng.normal(size=n)
-    length = rng.lognormal(mean=5.0, sigma=0.6, size=n)
-    biased = quality + 0.8 * (np.log(length) - 5.0) / 0.6
-    unbiased = quality + 0.05 * rng.normal(size=n)
-    return length, biased, unbiased
+def _floats(text: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise ValueError(f"expected comma-separated numbers, got {text!r}") from None
+    if not values or any(v < 0 for v in values):
+        raise ValueError(f"expected non-negative numbers, got {text!r}")
+    return values
+
+
+def _bandwidth(text: str):
+    if text == "median":
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"--bandwidth must be a number > 0 or 'median', got {text!r}") from None
+    if not value > 0:
+        raise ValueError(f"--bandwidth must be > 0, got {text}")
+    return value
+
+
+def _tasks(requested: list[str] | None, sweep: bool) -> tuple[str, ...]:
+    from ..benchmarks.runner import DEFAULT_TASKS, TASKS
+
+    names: list[str] = []
+    for item in requested or list(DEFAULT_TASKS):
+        for name in item.split(","):
+            name = name.strip()
+            if name == "all":
+                names += list(TASKS)
+            elif name in TASKS:
+                names.append(name)
+            else:
+                raise ValueError(f"unknown task {name!r}: expected one of {', '.join(TASKS)} or 'all'")
+    if sweep and "length" not in names:
+        names.append("length")  # the sweep is drawn on the length task
+    return tuple(dict.fromkeys(names))
+
+
+def _command(args, tasks: tuple[str, ...]) -> str:
+    """The command line that reproduces this run (options that differ from the defaults)."""
+    parts = ["crm", "demo", "--task", ",".join(tasks)]
+    if args.quick:
+        parts.append("--quick")
+    for flag, name, default in (("--lambda", "lambda_mmd", 10.0), ("--bandwidth", "bandwidth", "1.0"),
+                                ("--kernel", "kernel", "rbf"), ("--estimator", "estimator", "biased"),
+                                ("--memory-bank", "memory_bank", 0), ("--length-penalty", "length_penalty", 0.05),
+                                ("--epochs", "epochs", 30), ("--seed", "seed", 0),
+                                ("--sweep-lambdas", "sweep_lambdas", None), ("--sweep-alphas", "sweep_alphas", None)):
+        value = getattr(args, name)
+        if value != default:
+            parts += [flag, str(value)]
+    if args.sweep:
+        parts.append("--sweep")
+    return " ".join(shlex.quote(p) for p in parts)
 
 
 def run(args) -> int:
-    length, biased, unbiased = synthetic_length_example(args.n, args.seed)
-    edges = np.quantile(length, np.linspace(0, 1, args.bins + 1)[1:-1])
-    bins = np.searchsorted(edges, length, side="right")
-    print(f"Synthetic example: {args.n} responses, {args.bins} quantile bins of length, rbf kernel, median bandwidth")
-    print(f"{'reward model':<22}{'mean pairwise-bin MMD^2':>26}{'max pair':>12}{'|grad| mean':>14}")
-    for name, rewards in (("length-biased", biased), ("length-independent", unbiased)):
-        value = pairwise_bin_mmd(rewards, bins, bandwidth="median")
-        worst = pairwise_bin_mmd(rewards, bins, bandwidth="median", reduction="max")
-        _, grad = pairwise_bin_mmd_value_and_grad(rewards, bins, bandwidth="median")
-        print(f"{name:<22}{value:>26.6f}{worst:>12.6f}{np.abs(grad).mean():>14.3e}")
+    from ..benchmarks.runner import ExperimentConfig, run_benchmark
+    from . import report
+
+    sweep = args.sweep or args.sweep_lambdas is not None or args.sweep_alphas is not None
+    tasks = _tasks(args.task, sweep)
+    if args.epochs < 1:
+        raise ValueError(f"--epochs must be >= 1, got {args.epochs}")
+    out = Path(args.out)
+    config = ExperimentConfig(
+        lambda_mmd=args.lambda_mmd, bandwidth=_bandwidth(args.bandwidth), kernel=args.kernel,
+        estimator=args.estimator, memory_bank_size=args.memory_bank, length_penalty=args.length_penalty,
+        num_epochs=args.epochs, seed=args.seed,
+        sweep_lambdas=(_floats(args.sweep_lambdas) if args.sweep_lambdas else DEFAULT_SWEEP_LAMBDAS) if sweep else (),
+        sweep_alphas=(_floats(args.sweep_alphas) if args.sweep_alphas else DEFAULT_SWEEP_ALPHAS) if sweep else (),
+    )
+    if args.lambda_mmd < 0:
+        raise ValueError(f"--lambda must be >= 0, got {args.lambda_mmd}")
+    html_path = Path(args.html) if args.html else out / "report.html"
+    cache_dir = Path(args.cache_dir) if args.cache_dir else out / "cache"
+    progress = not args.no_progress and sys.stderr.isatty() or args.progress
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    started = time.perf_counter()
+    print(f"crm demo: tasks {', '.join(tasks)}{' (quick)' if args.quick else ''}; "
+          f"lambda={config.lambda_mmd:g}, bandwidth={config.bandwidth}, estimator={config.estimator}, "
+          f"memory bank={config.memory_bank_size}; embeddings cached in {cache_dir}", flush=True)
+    result = run_benchmark(tasks, config=config, quick=args.quick, cache_dir=cache_dir, progress=progress)
+    print(report.format_table(result.metrics))
+    report.write_html(result, html_path, command=_command(args, tasks))
+    print(f"report: {html_path}")
+    if args.json:
+        report.write_json(result, args.json)
+        print(f"metrics: {args.json}")
+    print(f"done in {time.perf_counter() - started:.0f} s")
     return 0
 
 
 def add_parser(subparsers) -> None:
-    parser = subparsers.add_parser("demo", help="run the demo on built-in data")
-    parser.add_argument("--n", type=int, default=4000, help="number of responses")
-    parser.add_argument("--bins", type=int, default=10, help="number of length bins")
+    parser = subparsers.add_parser(
+        "demo", help="train vanilla and causal reward models on the paper's bias tasks in miniature",
+        description=__doc__.split("\n\n")[1].replace("\n", " "),
+    )
+    parser.add_argument("--task", action="append", metavar="NAME",
+                        help="sycophancy, concept, length, demographic, or all (repeatable or comma-separated; "
+                             "default: sycophancy,concept)")
+    parser.add_argument("--quick", action="store_true", help="small data and few epochs: a sub-minute run")
+    parser.add_argument("--json", metavar="FILE", help="write the metrics as JSON")
+    parser.add_argument("--html", metavar="FILE", help=f"the HTML report (default: {DEFAULT_OUT}/report.html)")
+    parser.add_argument("--out", default=DEFAULT_OUT, metavar="DIR", help=f"output folder (default: {DEFAULT_OUT})")
+    parser.add_argument("--cache-dir", metavar="DIR", help="embedding cache (default: OUT/cache)")
+    parser.add_argument("--lambda", dest="lambda_mmd", type=float, default=10.0, help="MMD weight (default 10)")
+    parser.add_argument("--bandwidth", default="1.0", help="rbf bandwidth: a number or 'median' (default 1.0)")
+    parser.add_argument("--kernel", default="rbf", help="rbf, laplacian, imq or energy (default rbf)")
+    parser.add_argument("--estimator", default="biased", help="biased, unbiased or linear (default biased)")
+    parser.add_argument("--memory-bank", type=int, default=0, metavar="N",
+                        help="per-bin memory bank of past rewards in the MMD (default 0 = off)")
+    parser.add_argument("--length-penalty", type=float, default=0.05, metavar="ALPHA",
+                        help="alpha (per word) of the length-penalty baseline (default 0.05)")
+    parser.add_argument("--sweep", action="store_true",
+                        help="also sweep lambda (conditional CRM) and alpha (length penalty) on the length task "
+                             "and draw the Pareto plot")
+    parser.add_argument("--sweep-lambdas", metavar="L1,L2,...", help="lambdas of the sweep (implies --sweep)")
+    parser.add_argument("--sweep-alphas", metavar="A1,A2,...", help="alphas of the sweep (implies --sweep)")
+    parser.add_argument("--epochs", type=int, default=30, help="training epochs per model (default 30)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+    progress = parser.add_mutually_exclusive_group()
+    progress.add_argument("--progress", action="store_true", help="show progress bars even when not on a terminal")
+    progress.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.set_defaults(func=run)

