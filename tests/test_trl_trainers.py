@@ -270,6 +270,9 @@ def test_reward_end_to_end_and_exact_resume(tokenizer, tmp_path):
     assert all(key in logs[0] for key in ("loss", "preference_loss", "mmd", "accuracy"))
     assert any("eval_mmd" in h and "eval_accuracy" in h for h in logs)
     assert (tmp_path / "full" / "checkpoint-2" / "crm_state.pt").exists()
+    # a raw dataset handed to evaluate() is binned with the training bins
+    metrics = full.evaluate(make_dataset(n=8, seed=9))
+    assert np.isfinite(metrics["eval_mmd"]) and "eval_preference_loss" in metrics
     # a differently initialised model resumed from step 2 ends with the same weights and bank
     resumed = run(tmp_path / "full", seed=7, resume_from_checkpoint=str(tmp_path / "full" / "checkpoint-2"))
     for a, b in zip(full.model.parameters(), resumed.model.parameters()):
@@ -296,9 +299,9 @@ def test_reward_end_to_end_and_exact_resume(tokenizer, tmp_path):
         (lambda d: d, {"spurious_columns": None}, ValueError, "spurious_columns is required"),
         (
             lambda d: d,
-            {"spurious_columns": ["topic", "agree"], "binning": ["categorical"]},
+            {"spurious_columns": ["topic", "agree"], "binning": ["categorical"] * 3},
             ValueError,
-            "binning has 1 entries but there are 2",
+            "binning has 3 entries but there are 2",
         ),
     ],
 )
@@ -417,3 +420,38 @@ def test_dpo_end_to_end(tokenizer, tmp_path):
     logs = [h for h in ours.state.log_history if "loss" in h]
     assert len(logs) == 2 and all(np.isfinite(h["mmd"]) and np.isfinite(h["loss"]) for h in logs)
     assert logs[-1]["mmd"] > 0 and len(ours.crm_objective.bank) > 0
+
+
+def test_configs_parse_from_the_command_line():
+    from transformers import HfArgumentParser
+
+    base = ["--output_dir", "out", "--use_cpu", "--bf16", "false"]
+    (args,) = HfArgumentParser(CausalRewardConfig).parse_args_into_dataclasses(
+        base
+        + [
+            "--spurious_columns",
+            "age",
+            "gender",
+            "--binning",
+            "quantile",
+            "categorical",
+            "--num_bins",
+            "4",
+            "--bandwidth",
+            "0.5,2",
+            "--lambda_mmd",
+            "3",
+            "--memory_bank_size",
+            "16",
+        ]
+    )
+    assert args.spurious_columns == ["age", "gender"] and args.binning == ["quantile", "categorical"]
+    assert args.num_bins == 4 and args.bandwidth == [0.5, 2.0] and args.lambda_mmd == 3.0
+    (args,) = HfArgumentParser(CausalDPOConfig).parse_args_into_dataclasses(
+        base + ["--spurious_columns", "length", "--bandwidth", "median"]
+    )
+    assert args.spurious_columns == ["length"] and args.bandwidth == "median" and args.binning == "quantile"
+    with pytest.raises(ValueError, match="bandwidth 'wide' is not a number"):
+        CausalRewardConfig(output_dir="out", use_cpu=True, bf16=False, spurious_columns="z", bandwidth="wide")
+    with pytest.raises(ValueError, match="lambda_mmd must be >= 0"):
+        CausalRewardConfig(output_dir="out", use_cpu=True, bf16=False, spurious_columns="z", lambda_mmd=-1.0)

@@ -33,22 +33,35 @@ _STATE_FORMAT = "causal_rewards.crm_state/1"
 
 @dataclass
 class CRMArguments:
-    """The CRM fields added to TRL's configs (see ``CausalRewardConfig`` / ``CausalDPOConfig``)."""
+    """The CRM fields added to TRL's configs (see ``CausalRewardConfig`` / ``CausalDPOConfig``).
+
+    The annotations are what ``HfArgumentParser`` / ``TrlParser`` parse on a command line (lists are
+    ``--spurious_columns age gender``, a bandwidth is a number, numbers separated by commas, or
+    "median"); from Python the scalar forms work too (``spurious_columns="length"``, ``num_bins=10``,
+    ``bandwidth=0.5``). ``__post_init__`` normalises them.
+    """
 
     lambda_mmd: float = field(default=0.1, metadata={"help": "Weight of the MMD penalty (0 = vanilla)."})
-    spurious_columns: Any = field(
+    spurious_columns: list[str] | None = field(
         default=None,
-        metadata={"help": "Spurious column name, or several names crossed into one bin per combination."},
+        metadata={"help": "Spurious column name(s); several are crossed into one bin per combination."},
     )
-    num_bins: Any = field(default=10, metadata={"help": "Bins per numeric spurious variable (int or list)."})
-    binning: Any = field(
-        default="quantile", metadata={"help": "'quantile', 'uniform' or 'categorical' (or one per column)."}
+    num_bins: list[int] = field(
+        default_factory=lambda: [10],
+        metadata={"help": "Bins per numeric spurious variable (one, or one each)."},
+    )
+    binning: list[str] = field(
+        default_factory=lambda: ["quantile"],
+        metadata={"help": "'quantile', 'uniform' or 'categorical' (one, or one per spurious column)."},
     )
     conditional: bool = field(
         default=True, metadata={"help": "MMD within chosen and within rejected (True) or pooled (False)."}
     )
     kernel: str = field(default="rbf", metadata={"help": "MMD kernel: rbf, laplacian, imq or energy."})
-    bandwidth: Any = field(default=1.0, metadata={"help": "Kernel bandwidth (float, list, or 'median')."})
+    bandwidth: str = field(
+        default="1.0",
+        metadata={"help": "Kernel bandwidth: a number, numbers separated by commas, or 'median'."},
+    )
     estimator: str = field(default="biased", metadata={"help": "MMD estimator: biased, unbiased or linear."})
     memory_bank_size: int = field(
         default=0, metadata={"help": "Per-bin queue of recent detached rewards joining the MMD (0 = off)."}
@@ -79,6 +92,21 @@ class CRMArguments:
             if not self.spurious_columns:
                 raise ValueError("spurious_columns is empty")
             self.spurious_columns = list(self.spurious_columns)
+        for name in ("num_bins", "binning"):
+            value = getattr(self, name)
+            if isinstance(value, (list, tuple)):
+                if not value:
+                    raise ValueError(f"{name} is empty")
+                value = value[0] if len(value) == 1 else list(value)
+            setattr(self, name, value)
+        if isinstance(self.bandwidth, str) and self.bandwidth != "median":
+            try:
+                values = [float(part) for part in self.bandwidth.split(",")]
+            except ValueError:
+                raise ValueError(
+                    f"bandwidth {self.bandwidth!r} is not a number, numbers separated by commas, or 'median'"
+                ) from None
+            self.bandwidth = values[0] if len(values) == 1 else values
         for name in ("lambda_mmd", "length_penalty"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not np.isfinite(value):

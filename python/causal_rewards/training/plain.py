@@ -19,7 +19,7 @@ import math
 import os
 import pickle
 import random
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -142,7 +142,6 @@ class PlainTrainerConfig:
     max_grad_norm: float | None = None
     log_every: int = 1
     eval_batch_size: int = 256
-    extra: dict = field(default_factory=dict)  # free-form, saved with checkpoints
 
     def __post_init__(self):
         def positive_int(name, allow_none=False, allow_zero=False):

@@ -121,6 +121,12 @@ class CausalDPOTrainer(CRMTrainerMixin, DPOTrainer):
             result = super()._compute_loss(model, inputs, return_outputs)
         dpo_loss, outputs = result if return_outputs else (result, None)
 
+        expected = 1 if self.precompute_ref_logps else 2
+        if len(recorded) < expected or getattr(recorded[0], "log_probs", None) is None:
+            raise RuntimeError(
+                "CausalDPOTrainer could not read the policy/reference log-probs from TRL's forward passes; "
+                "this TRL version computes the DPO loss differently (supported: trl>=1.16,<2)"
+            )
         completion_mask = inputs["completion_mask"]
         logps = self._sequence_logps(recorded[0].log_probs, completion_mask)
         if self.precompute_ref_logps:
