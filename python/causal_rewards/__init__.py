@@ -7,15 +7,18 @@ reward model's scores for such dependence.
 """
 
 from ._core import num_threads, set_num_threads, set_parallelism
+from .audit import AuditReport, audit
 from .binning import Binner
 from .functional import median_bandwidth, mmd, pairwise_bin_mmd, pairwise_bin_mmd_value_and_grad
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AuditReport",
     "Binner",
     "CausalRewardLoss",
     "CausalRewardOutput",
+    "audit",
     "median_bandwidth",
     "mmd",
     "num_threads",
