@@ -326,6 +326,11 @@ def test_checkpoint_holds_bins_and_rejects_garbage(tmp_path):
     state = torch.load(tmp_path / "ckpt.pt", weights_only=True)
     z = np.r_[pairs.spurious_chosen, pairs.spurious_rejected]
     np.testing.assert_allclose(state["bins"]["binners"][0]["edges"], np.quantile(z, [1 / 3, 2 / 3]))
+    # the checkpoint's bins replace those a new trainer fitted (here with another num_bins)
+    other = PlainRewardTrainer(torch.nn.Linear(6, 1), quiet(num_bins=5, max_steps=2), train=pairs)
+    other.resume_from(tmp_path / "ckpt.pt")
+    assert other.bins.num_bins == 3 and other.objective.num_bins == 3
+    assert int(other._train_bins[0].max()) <= 2 and len(other.train()) == 2
     (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="not a readable"):
         trainer.resume_from(tmp_path / "bad.pt")

@@ -207,6 +207,12 @@ def test_reward_lambda0_equals_reward_trainer(tokenizer, tmp_path):
     theirs.train()
     losses = [[h["loss"] for h in t.state.log_history if "loss" in h] for t in (ours, theirs)]
     assert losses[0] == losses[1] and len(losses[0]) == 2
+    # TRL's centering term is kept too
+    uncentered = ours.compute_loss(ours.model, dict(batch))
+    ours.args.center_rewards_coefficient = theirs.args.center_rewards_coefficient = 0.5
+    centered = ours.compute_loss(ours.model, dict(batch))
+    assert torch.equal(centered, theirs.compute_loss(theirs.model, dict(plain)))
+    assert centered > uncentered
 
 
 @pytest.mark.parametrize("spec", list(SPECS))

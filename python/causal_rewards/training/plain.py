@@ -10,6 +10,9 @@ The bins of z are fitted once on the training set and saved with checkpoints. De
 ``seed``: the order of the examples in epoch e is a permutation drawn from a generator seeded with
 (seed, e), and the global torch RNG (dropout) is seeded at the start and saved in checkpoints, so that
 resuming from a checkpoint at step k reproduces the uninterrupted run exactly.
+
+The plain trainer runs in one process (on the model's device); for data parallelism use the TRL
+trainers, whose penalty sees the global batch of all ranks.
 """
 
 from __future__ import annotations
@@ -223,17 +226,7 @@ class PlainRewardTrainer:
         self.bins.fit([np.concatenate([c, r]) for c, r in zip(*train._spurious)])
         self._train_bins = self._bin(train)
         self._eval_bins = self._bin(eval) if eval is not None else None
-        self.objective = CRMObjective(
-            lambda_mmd=config.lambda_mmd,
-            conditional=config.conditional,
-            num_bins=self.bins.num_bins,
-            kernel=config.kernel,
-            bandwidth=config.bandwidth,
-            estimator=config.estimator,
-            memory_bank_size=config.memory_bank_size,
-            length_penalty=config.length_penalty,
-            distributed=False,
-        )
+        self.objective = self._build_objective()
         self.optimizer = torch.optim.AdamW(
             [p for p in model.parameters() if p.requires_grad],
             lr=config.learning_rate,
@@ -252,6 +245,20 @@ class PlainRewardTrainer:
     # ----------------------------------------------------------------------------------------------- setup
     def _bin(self, pairs: PreferencePairs) -> tuple[torch.Tensor, torch.Tensor]:
         return tuple(torch.as_tensor(self.bins.transform(columns)) for columns in pairs._spurious)
+
+    def _build_objective(self) -> CRMObjective:
+        config = self.config
+        return CRMObjective(
+            lambda_mmd=config.lambda_mmd,
+            conditional=config.conditional,
+            num_bins=self.bins.num_bins,
+            kernel=config.kernel,
+            bandwidth=config.bandwidth,
+            estimator=config.estimator,
+            memory_bank_size=config.memory_bank_size,
+            length_penalty=config.length_penalty,
+            distributed=False,
+        )
 
     def _lr_factor(self, step: int) -> float:
         warmup = self.config.warmup_steps
@@ -456,10 +463,12 @@ class PlainRewardTrainer:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        self.bins.load_state_dict(state["bins"])
-        self._train_bins = self._bin(self.train_pairs)
-        if self.eval_pairs is not None:
-            self._eval_bins = self._bin(self.eval_pairs)
+        if state["bins"] != self.bins.state_dict():  # the checkpoint's bins win over those fitted here
+            self.bins.load_state_dict(state["bins"])
+            self._train_bins = self._bin(self.train_pairs)
+            if self.eval_pairs is not None:
+                self._eval_bins = self._bin(self.eval_pairs)
+            self.objective = self._build_objective()
         self.objective.load_bank_state_dict(state["memory_bank"])
         self.step = int(state["step"])
         self.history = list(state["history"])
