@@ -292,7 +292,7 @@ def test_streaming_equals_in_memory(tmp_path, kernel, method):
 
 
 def test_in_memory_sources_agree():
-    import polars as pl
+    pl = pytest.importorskip("polars")
     import pyarrow as pa
 
     df = frame(1200, m=3, seed=9)

@@ -10,6 +10,7 @@ position in its file; the file itself is named when the source was a list of pat
 from __future__ import annotations
 
 import pickle
+import re
 
 import numpy as np
 
@@ -46,14 +47,27 @@ def _read(paths):
     return reader(files, include_paths=True), files
 
 
-def _unwrap(error: Exception) -> Exception:
-    """The user error a Ray task raised (Ray wraps it), so that the CLI can report it on one line."""
-    cause = error
-    while getattr(cause, "cause", None) is not None or cause.__cause__ is not None:
-        cause = getattr(cause, "cause", None) or cause.__cause__
-        if isinstance(cause, (ValueError, TypeError, FileNotFoundError, PermissionError)):
-            return cause
-    return error
+USER_ERRORS = (ValueError, TypeError, FileNotFoundError, PermissionError)
+
+
+def _unwrap(error: BaseException) -> BaseException | None:
+    """The user error a Ray task raised: Ray wraps it (RayTaskError, UserCodeException), sometimes
+    only keeping its text, so follow the causes and fall back to the last "Type: message" line."""
+    seen, pending = set(), [error]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, USER_ERRORS) and current is not error:
+            return current
+        pending += [getattr(current, "cause", None), current.__cause__, current.__context__]
+    names = "|".join(e.__name__ for e in USER_ERRORS)
+    found = re.findall(rf"(?:^|\s)({names}): (.+)", str(error))
+    if found:
+        kind, message = found[-1]
+        return {e.__name__: e for e in USER_ERRORS}[kind](message.strip())
+    return None
 
 
 def run_ray(source, spec: Spec, chunk_size: int | None):
@@ -87,7 +101,7 @@ def run_ray(source, spec: Spec, chunk_size: int | None):
             second.merge(pickle.loads(row["summary"]))
     except Exception as error:  # Ray wraps task errors; re-raise the user's
         unwrapped = _unwrap(error)
-        if unwrapped is error:
+        if unwrapped is None:
             raise
         raise type(unwrapped)(str(unwrapped)) from None
     return finish(second, spec, plan, first, origins)
