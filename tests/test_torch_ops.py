@@ -328,3 +328,33 @@ def test_double_backward_raises_instead_of_a_wrong_hessian():
     (grad,) = torch.autograd.grad(cr.pairwise_bin_mmd(r, torch.arange(10) % 2), r, create_graph=True)
     with pytest.raises(RuntimeError):
         grad.sum().backward()
+
+
+def test_matrix_op_traces_with_data_dependent_sizes():
+    """reduction='none' without num_bins: the fake implementation gives M and G as unbacked sizes."""
+    r = torch.randn(20, dtype=torch.float64, requires_grad=True)
+    b, g = torch.arange(20) % 3, torch.arange(20) // 10
+
+    def matrix(r, b, g):
+        return torch_ops.dispatch_pairwise(r, b, None, g, "rbf", [1.0], "biased", "none", "auto")
+
+    compiled = torch.compile(matrix, fullgraph=True, backend="aot_eager")(r, b, g)
+    eager = matrix(r, b, g)
+    torch.testing.assert_close(compiled, eager)
+    (grad_compiled,) = torch.autograd.grad(compiled.sum(), r)
+    (grad_eager,) = torch.autograd.grad(eager.sum(), r)
+    torch.testing.assert_close(grad_compiled, grad_eager)
+
+
+def test_auto_backend_choice(monkeypatch):
+    from causal_rewards.ops import triton_mmd
+
+    cuda = torch.device("cuda")
+    assert torch_ops._resolve_backend("auto", torch.device("cpu")) == "rust"
+    monkeypatch.setattr(triton_mmd, "available", lambda: True)
+    assert torch_ops._resolve_backend("auto", cuda) == "triton"
+    monkeypatch.setattr(triton_mmd, "available", lambda: False)
+    assert torch_ops._resolve_backend("auto", cuda) == "torch"  # the reference where Triton is missing
+    assert torch_ops._resolve_backend("auto", torch.device("meta")) == "torch"
+    with pytest.raises(RuntimeError, match="needs the triton package"):
+        torch_ops._resolve_backend("triton", cuda)
