@@ -252,26 +252,55 @@ pub fn median_from_counts(counts: &[u64], step: f64) -> f64 {
     if n < 2 {
         return 1.0;
     }
+    // Pair counts fit u64 below 2^32 rows (n^2 / 2 < 2^63); u128 beyond.
+    let median = if n < 1 << 32 {
+        let counts: Vec<u64> = counts.to_vec();
+        median_index(&counts, n as u64)
+    } else {
+        let counts: Vec<u128> = counts.iter().map(|&c| u128::from(c)).collect();
+        median_index(&counts, n)
+    };
+    if median > 0.0 {
+        median * step
+    } else {
+        1.0
+    }
+}
+
+/// The median of |k - l| over pairs of grid indices with the given counts, n = sum of counts.
+fn median_index<T>(counts: &[T], n: T) -> f64
+where
+    T: Copy
+        + Ord
+        + From<u8>
+        + std::ops::Add<Output = T>
+        + std::ops::Sub<Output = T>
+        + std::ops::Mul<Output = T>
+        + std::ops::Div<Output = T>
+        + std::ops::Rem<Output = T>
+        + std::iter::Sum,
+{
+    let (zero, one, two) = (T::from(0), T::from(1), T::from(2));
     let mut cumulative = Vec::with_capacity(counts.len());
-    let mut running = 0u128;
+    let mut running = zero;
     for &c in counts {
-        running += u128::from(c);
+        running = running + c;
         cumulative.push(running);
     }
-    let ties: u128 = counts
+    let ties: T = counts
         .iter()
-        .map(|&c| u128::from(c) * u128::from(c.saturating_sub(1)) / 2)
+        .map(|&c| if c > zero { c * (c - one) / two } else { zero })
         .sum();
     let last = counts.len() - 1;
     // Pairs at index distance <= t.
-    let within = |t: usize| -> u128 {
+    let within = |t: usize| -> T {
         ties + counts
             .iter()
             .enumerate()
-            .map(|(k, &c)| u128::from(c) * (cumulative[(k + t).min(last)] - cumulative[k]))
-            .sum::<u128>()
+            .map(|(k, &c)| c * (cumulative[(k + t).min(last)] - cumulative[k]))
+            .sum::<T>()
     };
-    let kth = |rank: u128| -> usize {
+    let kth = |rank: T| -> usize {
         let (mut low, mut high) = (0usize, last);
         while low < high {
             let mid = (low + high) / 2;
@@ -283,16 +312,11 @@ pub fn median_from_counts(counts: &[u64], step: f64) -> f64 {
         }
         low
     };
-    let pairs = n * (n - 1) / 2;
-    let median = if pairs % 2 == 1 {
-        kth(pairs / 2 + 1) as f64
+    let pairs = n * (n - one) / two;
+    if pairs % two == one {
+        kth(pairs / two + one) as f64
     } else {
-        0.5 * (kth(pairs / 2) + kth(pairs / 2 + 1)) as f64
-    };
-    if median > 0.0 {
-        median * step
-    } else {
-        1.0
+        0.5 * (kth(pairs / two) + kth(pairs / two + one)) as f64
     }
 }
 
