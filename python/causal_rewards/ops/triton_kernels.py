@@ -100,7 +100,7 @@ def row_bin_sums(
         one_hot = (b_j[:, None] == bin_ids[None, :]).to(DTYPE)
         acc_k = tl.dot(k.to(DTYPE), one_hot, acc_k, input_precision="ieee")
         acc_slope = tl.dot(slope.to(DTYPE), one_hot, acc_slope, input_precision="ieee")
-    offsets = rows[:, None] * num_bins + bin_ids[None, :]
+    offsets = rows[:, None].to(tl.int64) * num_bins + bin_ids[None, :]  # n * M may pass 2^31
     out_ok = row_ok[:, None] & (bin_ids[None, :] < num_bins)
     tl.store(sums_ptr + offsets, acc_k, mask=out_ok)
     tl.store(slopes_ptr + offsets, acc_slope, mask=out_ok)
