@@ -77,3 +77,13 @@ def test_bad_input():
         Binner("uniform").fit(["a", "b"])
     with pytest.raises(ValueError, match="missing"):
         Binner().load_state_dict({"kind": "uniform"})
+
+
+def test_importing_the_package_does_not_import_torch():
+    """torch is an optional extra: Binner and the numpy API load without it; the loss loads it lazily."""
+    import subprocess
+    import sys
+
+    code = "import sys, causal_rewards; causal_rewards.Binner; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
