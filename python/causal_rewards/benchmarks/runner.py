@@ -16,7 +16,7 @@ applicant's qualification) without fine-tuning the encoder.
 
 from __future__ import annotations
 
-import math
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
@@ -66,6 +66,7 @@ class ExperimentConfig:
     batch_size: int = 64
     hidden: int = 64
     seed: int = 0
+    eval_batch_size: int = 256
     sweep_lambdas: tuple[float, ...] = ()
     sweep_alphas: tuple[float, ...] = ()
     lambda_per_task: dict[str, float] = field(default_factory=dict)
@@ -151,9 +152,15 @@ def variant_settings(variant: str, config: ExperimentConfig, task: str) -> tuple
     raise ValueError(f"unknown variant {variant!r}: expected one of {', '.join(VARIANTS)}")
 
 
-def train_variant(task: BiasTask, embeddings: TaskEmbeddings, config: ExperimentConfig, *, lambda_mmd: float,
-                  conditional: bool, length_penalty: float = 0.0, variant: str = "custom") -> VariantRun:
-    """Trains one head on the task's training pairs and evaluates it on every test split."""
+def train_variant(task: BiasTask, embeddings, config: ExperimentConfig, *, lambda_mmd: float,
+                  conditional: bool, length_penalty: float = 0.0, variant: str = "custom",
+                  model_factory: Callable[[], object] | None = None) -> VariantRun:
+    """Trains one reward model on the task's training pairs and evaluates it on every test split.
+
+    embeddings: anything with ``inputs(prompts, responses)`` giving the model's inputs for those pairs
+    (``TaskEmbeddings`` by default; token ids for LoRA). model_factory: builds the model, called after
+    seeding torch with ``config.seed`` (default: the MLP head on frozen embeddings).
+    """
     import torch
 
     from ..training import PlainRewardTrainer, PlainTrainerConfig, PreferencePairs
@@ -173,9 +180,10 @@ def train_variant(task: BiasTask, embeddings: TaskEmbeddings, config: Experiment
         memory_bank_size=config.memory_bank_size, length_penalty=float(length_penalty),
         learning_rate=config.learning_rate, weight_decay=config.weight_decay, batch_size=config.batch_size,
         num_epochs=config.num_epochs, seed=config.seed, progress=False, log_every=10,
+        eval_batch_size=config.eval_batch_size,
     )
-    torch.manual_seed(config.seed)  # the head's initial weights: the same for every variant
-    model = RewardHead.build(config.hidden)
+    torch.manual_seed(config.seed)  # the initial weights: the same for every variant
+    model = model_factory() if model_factory is not None else RewardHead.build(config.hidden)
     trainer = PlainRewardTrainer(model, trainer_config, train=pairs)
     history = trainer.train()
 
@@ -219,9 +227,14 @@ def task_variants(name: str) -> tuple[str, ...]:
 
 
 def run_benchmark(tasks=DEFAULT_TASKS, *, config: ExperimentConfig | None = None, quick: bool = False,
-                  cache_dir=".crm-cache", progress: bool = False,
-                  log: Callable[[str], None] | None = None) -> BenchmarkResult:
-    """Generates, embeds, trains and evaluates every variant of every task."""
+                  cache_dir="crm-demo-out/cache", progress: bool = False,
+                  log: Callable[[str], None] | None = None, cache: EmbeddingCache | None = None,
+                  lora=None) -> BenchmarkResult:
+    """Generates, embeds, trains and evaluates every variant of every task.
+
+    cache: the embedding cache (default: one under ``cache_dir``). lora: a ``lora.LoraConfig`` to
+    fine-tune the encoder with LoRA instead of training a head on frozen embeddings.
+    """
     from tqdm.auto import tqdm
 
     config = config or ExperimentConfig()
@@ -229,7 +242,7 @@ def run_benchmark(tasks=DEFAULT_TASKS, *, config: ExperimentConfig | None = None
     for name in tasks:
         if name not in TASKS:
             raise ValueError(f"unknown task {name!r}: expected one of {', '.join(TASKS)}")
-    cache = EmbeddingCache(cache_dir)
+    cache = cache if cache is not None else EmbeddingCache(cache_dir)
     sweep_runs = (len(config.sweep_lambdas) + len(config.sweep_alphas)) if "length" in tasks else 0
     total = sum(len(task_variants(t)) for t in tasks) + sweep_runs
     metrics: dict = {}
@@ -238,14 +251,20 @@ def run_benchmark(tasks=DEFAULT_TASKS, *, config: ExperimentConfig | None = None
     with tqdm(total=total, desc="crm demo", unit="model", disable=not progress) as bar:
         for name in tasks:
             task = make_task(name, quick=quick, seed=config.seed)
-            bar.set_postfix_str(f"{name}: embedding")
-            embeddings = TaskEmbeddings(task, cache, progress=progress)
+            if lora is None:
+                bar.set_postfix_str(f"{name}: embedding")
+                embeddings, factory = TaskEmbeddings(task, cache, progress=progress), None
+            else:
+                from .lora import LoraRewardModel, TokenInputs
+
+                embeddings = TokenInputs(task, lora)
+                factory = functools.partial(LoraRewardModel, lora, hidden=config.hidden)
             metrics[name] = {}
             for variant in task_variants(name):
                 bar.set_postfix_str(f"{name}: {variant}")
                 lam, conditional, alpha = variant_settings(variant, config, name)
                 run = train_variant(task, embeddings, config, lambda_mmd=lam, conditional=conditional,
-                                    length_penalty=alpha, variant=variant)
+                                    length_penalty=alpha, variant=variant, model_factory=factory)
                 runs.append(run)
                 metrics[name][variant] = run.metrics
                 if log is not None:
@@ -255,16 +274,13 @@ def run_benchmark(tasks=DEFAULT_TASKS, *, config: ExperimentConfig | None = None
                 for lam in config.sweep_lambdas:
                     bar.set_postfix_str(f"sweep: conditional lambda={lam:g}")
                     sweep.append(train_variant(task, embeddings, config, lambda_mmd=lam, conditional=True,
-                                               variant="conditional"))
+                                               variant="conditional", model_factory=factory))
                     bar.update(1)
                 for alpha in config.sweep_alphas:
                     bar.set_postfix_str(f"sweep: length penalty alpha={alpha:g}")
                     sweep.append(train_variant(task, embeddings, config, lambda_mmd=0.0, conditional=True,
-                                               length_penalty=alpha, variant="length_penalty"))
+                                               length_penalty=alpha, variant="length_penalty",
+                                               model_factory=factory))
                     bar.update(1)
     return BenchmarkResult(metrics, runs, sweep, replace(config), quick)
 
-
-def relative_change(before: float, after: float) -> float:
-    """(after - before) / |before|, NaN when before is 0."""
-    return (after - before) / abs(before) if before != 0 else math.nan

@@ -66,13 +66,15 @@ def _command(args, tasks: tuple[str, ...]) -> str:
     for flag, name, default in (("--lambda", "lambda_mmd", 10.0), ("--bandwidth", "bandwidth", "1.0"),
                                 ("--kernel", "kernel", "rbf"), ("--estimator", "estimator", "biased"),
                                 ("--memory-bank", "memory_bank", 0), ("--length-penalty", "length_penalty", 0.05),
-                                ("--epochs", "epochs", 30), ("--seed", "seed", 0),
+                                ("--epochs", "epochs", None), ("--seed", "seed", 0),
                                 ("--sweep-lambdas", "sweep_lambdas", None), ("--sweep-alphas", "sweep_alphas", None)):
         value = getattr(args, name)
         if value != default:
             parts += [flag, str(value)]
     if args.sweep:
         parts.append("--sweep")
+    if args.lora:
+        parts += ["--lora", "--lora-rank", str(args.lora_rank)]
     return " ".join(shlex.quote(p) for p in parts)
 
 
@@ -82,13 +84,15 @@ def run(args) -> int:
 
     sweep = args.sweep or args.sweep_lambdas is not None or args.sweep_alphas is not None
     tasks = _tasks(args.task, sweep)
-    if args.epochs < 1:
-        raise ValueError(f"--epochs must be >= 1, got {args.epochs}")
+    epochs = args.epochs if args.epochs is not None else (2 if args.lora else 30)
+    if epochs < 1:
+        raise ValueError(f"--epochs must be >= 1, got {epochs}")
     out = Path(args.out)
     config = ExperimentConfig(
         lambda_mmd=args.lambda_mmd, bandwidth=_bandwidth(args.bandwidth), kernel=args.kernel,
         estimator=args.estimator, memory_bank_size=args.memory_bank, length_penalty=args.length_penalty,
-        num_epochs=args.epochs, seed=args.seed,
+        num_epochs=epochs, seed=args.seed, batch_size=16 if args.lora else 64,
+        learning_rate=1e-3 if args.lora else 3e-3,
         sweep_lambdas=(_floats(args.sweep_lambdas) if args.sweep_lambdas else DEFAULT_SWEEP_LAMBDAS) if sweep else (),
         sweep_alphas=(_floats(args.sweep_alphas) if args.sweep_alphas else DEFAULT_SWEEP_ALPHAS) if sweep else (),
     )
@@ -105,7 +109,12 @@ def run(args) -> int:
     print(f"crm demo: tasks {', '.join(tasks)}{' (quick)' if args.quick else ''}; "
           f"lambda={config.lambda_mmd:g}, bandwidth={config.bandwidth}, estimator={config.estimator}, "
           f"memory bank={config.memory_bank_size}; embeddings cached in {cache_dir}", flush=True)
-    result = run_benchmark(tasks, config=config, quick=args.quick, cache_dir=cache_dir, progress=progress)
+    lora = None
+    if args.lora:
+        from ..benchmarks.lora import LoraConfig
+
+        lora = LoraConfig(rank=args.lora_rank)
+    result = run_benchmark(tasks, config=config, quick=args.quick, cache_dir=cache_dir, progress=progress, lora=lora)
     print(report.format_table(result.metrics))
     report.write_html(result, html_path, command=_command(args, tasks))
     print(f"report: {html_path}")
@@ -142,9 +151,14 @@ def add_parser(subparsers) -> None:
                              "and draw the Pareto plot")
     parser.add_argument("--sweep-lambdas", metavar="L1,L2,...", help="lambdas of the sweep (implies --sweep)")
     parser.add_argument("--sweep-alphas", metavar="A1,A2,...", help="alphas of the sweep (implies --sweep)")
-    parser.add_argument("--epochs", type=int, default=30, help="training epochs per model (default 30)")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="training epochs per model (default 30; 2 with --lora)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--lora", action="store_true",
+                        help="fine-tune the encoder with LoRA adapters (peft) instead of training a head on frozen "
+                             "embeddings; slow on CPU, meant for a GPU")
+    parser.add_argument("--lora-rank", type=int, default=8, metavar="R", help="LoRA rank (default 8)")
     progress = parser.add_mutually_exclusive_group()
     progress.add_argument("--progress", action="store_true", help="show progress bars even when not on a terminal")
     progress.add_argument("--no-progress", action="store_true", help="no progress bars")
