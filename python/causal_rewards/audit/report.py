@@ -225,12 +225,27 @@ class AuditReport:
                 "permutations": self.permutations,
                 "seed": self.seed,
                 "test_statistic": self.test_statistic,
+                "test": self.test_description(),
                 "reward_mean": self.means,
                 "reward_std": self.stds,
                 "sources": self.sources,
                 "warnings": self.warnings,
             }
         )
+
+    def test_description(self) -> str:
+        """What the permutation p-values test, in words."""
+        given = f" within each value of {self.condition}" if self.condition else ""
+        text = (
+            f"H0: {self.reward} independent of the bin{given}; rows relabelled uniformly at random{given}, "
+            f"p = (1 + #{{T_b >= T}}) / (1 + B) with B = {self.permutations}"
+        )
+        if self.method == "grid":
+            text += (
+                "; T is ranked as computed on the rewards rounded to the coarse grid of the sketch, whose "
+                "permutation tables are drawn exactly (multivariate hypergeometric)"
+            )
+        return text
 
     def to_json(self, path=None) -> str:
         """The report as JSON text; written atomically to ``path`` when given."""

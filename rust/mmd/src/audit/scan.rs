@@ -183,12 +183,30 @@ fn accumulate(
 ) {
     #[cfg(target_arch = "x86_64")]
     {
+        if std::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU supports AVX-512F, checked just above.
+            unsafe { accumulate_avx512(a, running, labels, u, v, width) };
+            return;
+        }
         if std::is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU supports AVX2, checked just above.
             unsafe { accumulate_avx2(a, running, labels, u, v, width) };
             return;
         }
     }
+    accumulate_any(a, running, labels, u, v, width);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn accumulate_avx512(
+    a: &mut [f64],
+    running: &mut [f64],
+    labels: &[u32],
+    u: &[f64],
+    v: Option<&[f64]>,
+    width: usize,
+) {
     accumulate_any(a, running, labels, u, v, width);
 }
 

@@ -45,11 +45,26 @@ impl ChunkShuffler {
     }
 }
 
-/// Fisher-Yates shuffle.
+/// Fisher-Yates shuffle (two 32-bit draws per random word when the slice is short enough).
 pub fn shuffle<T>(rng: &mut Rng, items: &mut [T]) {
-    for i in (1..items.len()).rev() {
-        let j = rng.below(i as u64 + 1) as usize;
-        items.swap(i, j);
+    if items.len() > u32::MAX as usize {
+        for i in (1..items.len()).rev() {
+            let j = rng.below(i as u64 + 1) as usize;
+            items.swap(i, j);
+        }
+        return;
+    }
+    let mut i = items.len();
+    while i > 1 {
+        let word = rng.next_u64();
+        let j = rng.below_u32(word as u32, i as u32) as usize;
+        items.swap(i - 1, j);
+        i -= 1;
+        if i > 1 {
+            let j = rng.below_u32((word >> 32) as u32, i as u32) as usize;
+            items.swap(i - 1, j);
+            i -= 1;
+        }
     }
 }
 
