@@ -20,8 +20,8 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import tempfile
 import sys
+import tempfile
 import time
 
 import causal_rewards as cr
@@ -76,6 +76,7 @@ def main() -> None:
     parser.add_argument("--bins", type=int, default=20)
     parser.add_argument("--path", help="parquet file to (re)use; default: a temporary file")
     args = parser.parse_args()
+    print(f"# python {' '.join(sys.argv)}: load average {os.getloadavg()[0]:.1f} at start")
     print(
         f"# audit benchmark: {args.rows:,} rows, {platform.processor() or platform.machine()}, "
         f"{os.cpu_count()} CPUs, {cr.num_threads()} threads"
