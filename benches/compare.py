@@ -125,14 +125,14 @@ def run_regulariser(bench, plan, args):
             for key, label, family, _ in regulariser.METHODS:
                 params = {"key": key, "n": n, "num_bins": num_bins, "seed": args.seed, "budget": plan["budget"]}
                 bench.run("regulariser", key, label, family, params, ladder_key=("regulariser", key, num_bins),
-                          n=n, unavailable=unavailable.get(key), extra={"M": num_bins})
+                          n=n, unavailable=unavailable.get(key), extra={"M": num_bins, "group": f"M={num_bins}"})
 
 
 def run_twosample(bench, plan, args, alibi_python):
     from peers import twosample
 
     for n in plan["n"]:
-        for key, (label, family, _, _, comparator, interpreter) in twosample.METHODS.items():
+        for key, (label, family, _, _, group, interpreter) in twosample.METHODS.items():
             python, unavailable = None, None
             if interpreter == "alibi":
                 python, unavailable = alibi_python
@@ -142,7 +142,7 @@ def run_twosample(bench, plan, args, alibi_python):
                 unavailable = bench.runtime.importable("dcor")
             params = {"key": key, "n": n, "permutations": plan["B"], "seed": args.seed, "budget": plan["budget"]}
             bench.run("twosample", key, label, family, params, ladder_key=("twosample", key), n=n,
-                      unavailable=unavailable, python=python, extra={"comparator": comparator, "B": plan["B"]})
+                      unavailable=unavailable, python=python, extra={"group": group, "B": plan["B"]})
 
 
 def run_estimators(bench, plans, args):
@@ -150,13 +150,14 @@ def run_estimators(bench, plans, args):
 
     plan = plans["estimators_statistic"]
     for n in plan["n"]:
-        for key, (label, _, _, cost) in estimators.METHODS.items():
+        for key, (label, _, _, cost, _) in estimators.METHODS.items():
             params = {"key": key, "n": n, "seed": args.seed, "budget": plan["budget"], "exact_limit": plan["exact_limit"]}
             bench.run("estimators_statistic", key, label, "ours", params, ladder_key=("statistic", key), n=n,
-                      extra={"cost": cost})
+                      extra={"cost": cost, "shift": estimators.STATISTIC_SHIFT,
+                             "comparator": estimators.EXACT_REFERENCE[estimators.METHODS[key][2]]})
     plan = plans["estimators_power"]
     for n in plan["n"]:
-        for key, (label, _, _, cost) in estimators.METHODS.items():
+        for key, (label, _, _, cost, _) in estimators.METHODS.items():
             params = {"key": key, "n": n, "repetitions": plan["R"], "permutations": plan["B"], "seed": args.seed}
             bench.run("estimators_power", key, label, "ours", params, ladder_key=("power", key), n=n,
                       extra={"cost": cost, "R": plan["R"], "B": plan["B"], "shift": estimators.SHIFT})
@@ -210,11 +211,7 @@ def main(argv=None) -> int:
     runtime.limit_threads(args.threads)
     # hyppo warns on every test with fewer than 1000 permutations; B is a deliberate choice here
     warnings.filterwarnings("ignore", message="The number of replications is low")
-    # import the heavy libraries once, before any fork, without computing with them (no thread pool
-    # exists at fork time); the children then start in milliseconds
-    for module in ("numpy", "torch", "causal_rewards", "causal_rewards.torch_ops", "geomloss", "pykeops.torch",
-                   "hyppo.ksample", "dcor", "matplotlib"):
-        runtime.importable(module)
+    runtime.preimport()
     plans = QUICK if args.quick else FULL
     alibi_python = alibi_interpreter(args, runtime)
     meta = {"command": "python benches/compare.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])),

@@ -223,3 +223,15 @@ def test_run_isolated_statuses():
     assert oom["status"] == "oom"
     error = run_isolated(_fail, time_limit=20, mem_cap_bytes=2**30)
     assert error["status"] == "error" and "bad case" in error["detail"]
+
+
+@pytest.mark.parametrize(("n", "m"), [(1, 1), (5, 9), (40, 17)])
+def test_energy_distance_1d_matches_brute_force(rng, n, m):
+    x, y = rng.standard_normal(n), rng.standard_normal(m) * 2 + 0.5
+    x[:2] = y[0]  # ties across and within samples
+    assert conventions.energy_distance_1d(x, y) == pytest.approx(brute_mmd2(x, y, energy), rel=1e-12, abs=1e-14)
+
+
+def test_energy_distance_1d_rejects_empty():
+    with pytest.raises(ValueError, match="non-empty"):
+        conventions.energy_distance_1d([], [1.0])

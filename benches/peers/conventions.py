@@ -74,6 +74,33 @@ def gaussian_shift_energy_distance(delta: float) -> float:
     return 2.0 * mean_abs(delta, 2.0) - 2.0 * mean_abs(0.0, 2.0)
 
 
+def energy_distance_1d(x, y) -> float:
+    """The energy distance (biased energy MMD^2) of 1-D samples in O(n log n), an independent reference.
+
+    With S(A, B) = sum over a in A, b in B of |a - b|: for sorted a, S(A, A) = 2 sum_k (2k - n + 1) a_(k)
+    (k from 0), and S(A, B) = sum_i [a_i c_i - P_i + (T - P_i) - a_i (m - c_i)] where c_i = #{b < a_i}, P_i
+    is the sum of those b and T the sum of all b. Then 2 S(X, Y) / (n m) - S(X, X) / n^2 - S(Y, Y) / m^2.
+    Sums are accumulated in float64 (relative accuracy ~1e-12 at 10^6 points).
+    """
+    import numpy as np
+
+    xs = np.sort(np.asarray(x, dtype=np.float64))
+    ys = np.sort(np.asarray(y, dtype=np.float64))
+    n, m = len(xs), len(ys)
+    if n == 0 or m == 0:
+        raise ValueError(f"energy_distance_1d needs non-empty samples, got sizes {n} and {m}")
+
+    def within(sorted_values):
+        k = np.arange(len(sorted_values), dtype=np.float64)
+        return 2.0 * float(np.dot(2.0 * k - len(sorted_values) + 1.0, sorted_values))
+
+    prefix = np.concatenate([[0.0], np.cumsum(ys)])
+    below = np.searchsorted(ys, xs, side="left")
+    partial = prefix[below]
+    cross = float(np.sum(xs * below - partial + (prefix[-1] - partial) - xs * (m - below)))
+    return 2.0 * cross / (n * m) - within(xs) / n**2 - within(ys) / m**2
+
+
 def relative_difference(value: float, reference: float) -> float:
     """|value - reference| / |reference| (absolute difference when the reference is 0)."""
     scale = abs(reference)

@@ -46,7 +46,20 @@ def time_cell(row: dict, reference: dict | None) -> str:
     if reference is not None and reference is not row and reference.get("status") == "ok":
         ratio = row["time_s"] / reference["time_s"]
         text += " (" + (fmt_ratio(ratio) if row.get("family") != "ours" else f"×{ratio:.3g}") + ")"
+    elif reference is row:
+        text += " (fastest)"
     return text
+
+
+def fastest_ours(rows: list[dict]) -> dict[tuple, dict]:
+    """{(group, n): the fastest successful row of this project in that group at that n}."""
+    best: dict[tuple, dict] = {}
+    for r in rows:
+        if r["family"] == "ours" and r["status"] == "ok":
+            slot = (r["group"], r["n"])
+            if slot not in best or r["time_s"] < best[slot]["time_s"]:
+                best[slot] = r
+    return best
 
 
 def _max(values):
@@ -80,9 +93,10 @@ def regulariser_tables(results: list[dict]) -> tuple[str, list[str]]:
     faster = []
     sizes = sorted({r["n"] for r in rows})
     sections = []
+    best = fastest_ours(rows)
     for num_bins in sorted({r["M"] for r in rows}):
         group = [r for r in rows if r["M"] == num_bins]
-        refs = {r["n"]: r for r in group if r["key"] == "crm_rust_numpy"}
+        refs = {n: best.get((f"M={num_bins}", n)) for n in sizes}
         lines = []
         for key in _ordered_keys(group):
             mine = {r["n"]: r for r in group if r["key"] == key}
@@ -92,7 +106,8 @@ def regulariser_tables(results: list[dict]) -> tuple[str, list[str]]:
                 r, ref = mine.get(n), refs.get(n)
                 if r and ref and r is not ref and r["family"] != "ours" and r["status"] == "ok" and ref["status"] == "ok" \
                         and r["time_s"] < ref["time_s"]:
-                    faster.append(f"{label}: n={n}, M={num_bins}, {fmt_ratio(r['time_s'] / ref['time_s'])}")
+                    faster.append(f"{label}: n={n}, M={num_bins}, {fmt_ratio(r['time_s'] / ref['time_s'])} "
+                                  f"(against {ref['label']})")
             largest = _largest_ok(mine.values())
             lines.append([label, *cells,
                           fmt_sci(_max(r.get("rel_diff") for r in mine.values())),
@@ -109,7 +124,7 @@ def twosample_table(results: list[dict]) -> tuple[str, list[str]]:
     if not rows:
         return "", []
     sizes = sorted({r["n"] for r in rows})
-    by = {(r["key"], r["n"]): r for r in rows}
+    best = fastest_ours(rows)
     faster, lines = [], []
     for key in _ordered_keys(rows):
         mine = {r["n"]: r for r in rows if r["key"] == key}
@@ -119,7 +134,7 @@ def twosample_table(results: list[dict]) -> tuple[str, list[str]]:
             if n not in mine:
                 cells.append("")
                 continue
-            ref = by.get((first["comparator"], n))
+            ref = best.get((first["group"], n))
             cells.append(time_cell(mine[n], ref))
             r = mine[n]
             if ref and r is not ref and r["family"] != "ours" and r["status"] == "ok" and ref["status"] == "ok" \
@@ -143,14 +158,15 @@ def estimator_tables(results: list[dict]) -> str:
     parts = []
     if stat:
         sizes = sorted({r["n"] for r in stat})
-        refs = {r["n"]: r for r in stat if r["key"] == "exact_biased"}
+        by = {(r["key"], r["n"]): r for r in stat}
         lines = []
         for key in _ordered_keys(stat):
             mine = {r["n"]: r for r in stat if r["key"] == key}
             first = next(iter(mine.values()))
-            cells = [time_cell(mine[n], refs.get(n)) if n in mine else "" for n in sizes]
+            cells = [time_cell(mine[n], by.get((first["comparator"], n))) if n in mine else "" for n in sizes]
             lines.append([first["label"], first["cost"], *cells])
-        parts.append("Time of one statistic (ratio against the exact biased statistic):\n\n"
+        parts.append(f"x ~ N(0,1), y ~ N({stat[0]['shift']},1), n per sample. Time of one statistic (ratio against "
+                     "the all-pairs statistic of the same kernel):\n\n"
                      + _table(["estimator", "cost", *[f"n={n:,}" for n in sizes]], lines))
         lines = []
         for key in _ordered_keys(stat):
@@ -165,9 +181,10 @@ def estimator_tables(results: list[dict]) -> str:
                 exact = r.get("rel_err_exact")
                 cells.append(f"{fmt_sci(r['rel_err_population'])}" + ("" if exact is None else f" / {fmt_sci(exact)}"))
             lines.append([first["label"], *cells])
-        parts.append("Relative error against the population MMD^2 / against the exact biased statistic of the "
-                     "same sample (where that ran); one sample per n, so the population column mixes "
-                     "estimator bias with sampling noise:\n\n"
+        parts.append("Relative error against the population value / against the exact statistic of the same "
+                     "sample (rbf: the all-pairs biased MMD², up to the n where it ran; energy: an O(n log n) "
+                     "NumPy formula). One sample per n: the population column is mostly sampling noise, the "
+                     "second column isolates the estimator:\n\n"
                      + _table(["estimator", *[f"n={n:,}" for n in sizes]], lines))
     if power:
         sizes = sorted({r["n"] for r in power})
@@ -333,7 +350,8 @@ def write_all(meta: dict, results: list[dict], out_dir: str) -> str:
         (f"Per case: time limit {meta['time_limit_s']:.0f} s, memory cap {meta['mem_cap_gib']:g} GiB above the "
         "process size at fork. Times are medians of repeated runs after one warm-up "
         "(¹ = a single run that includes the warm-up, when that alone used half the case's budget). "
-        "(×r) = time / this project's time at the same size; **faster** marks a row that beat it. "
+        "(×r) = time / this project's fastest time at the same size; **faster** marks a peer or baseline "
+        "that beat it. "
         "Peak MiB = growth of the resident-set high-water mark (ru_maxrss) of the isolated child during the "
         "case (inputs excluded). 'not run (trend > limit)' = extrapolated from the two previous sizes "
         "beyond 1.5 × the time limit, so not attempted."),
@@ -341,13 +359,14 @@ def write_all(meta: dict, results: list[dict], out_dir: str) -> str:
     ]
     if reg:
         parts.append("### Training-size regulariser: mean pairwise-bin rbf MMD² + gradient (float64)\n\n"
-                     "Ratios against this project's Rust path called with numpy "
-                     "(`pairwise_bin_mmd_value_and_grad`). Accuracy: relative difference of the value, and of "
-                     "the gradient (max abs difference / max |grad|), against that path.\n\n" + reg)
+                     "(×r) = time / the fastest of this project's rows at that n and M. Accuracy: relative "
+                     "difference of the value, and of the gradient (max abs difference / max |grad|), against "
+                     "the Rust path called with numpy (`pairwise_bin_mmd_value_and_grad`).\n\n" + reg)
     if two:
         parts.append("### Two-sample tests with permutations, and bare statistics\n\n"
-                     "x ~ N(0,1), y ~ N(0.1,1), n per sample. rbf rows are timed against this project's rbf "
-                     "test, energy rows against its energy test, statistic-only rows against its statistic. "
+                     "x ~ N(0,1), y ~ N(0.1,1), n per sample, B permutations per test. (×r) = time / the "
+                     "fastest of this project's rows for the same kernel (rbf tests, energy tests, energy "
+                     "statistic alone) at that n. "
                      "Statistics aligned to this project's conventions (see benches/peers/conventions.py).\n\n" + two)
     if est:
         parts.append("### Estimators: exact vs linear-time\n\n" + est)

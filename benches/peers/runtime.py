@@ -24,6 +24,18 @@ def limit_threads(threads: int) -> None:
         os.environ[name] = str(threads)
 
 
+#: imported once before any fork (never computed with, so no thread pool exists at fork time): the
+#: children start in milliseconds, and their memory cap is measured from a process that already
+#: holds these libraries' address space
+HEAVY_MODULES = ("numpy", "torch", "causal_rewards", "causal_rewards.torch_ops", "causal_rewards.audit", "geomloss",
+                 "pykeops.torch", "hyppo.ksample", "dcor", "alibi_detect.cd", "matplotlib")
+
+
+def preimport(modules=HEAVY_MODULES) -> dict:
+    """Import what is importable among ``modules``; return {module: reason} for those that are not."""
+    return {name: reason for name in modules if (reason := importable(name))}
+
+
 def _suite_runner(suite: str):
     if suite == "regulariser":
         from peers.regulariser import run_case

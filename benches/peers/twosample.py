@@ -12,6 +12,8 @@ import numpy as np
 
 SHIFT = 0.1
 BANDWIDTH = 1.0
+#: beyond this n per sample the all-pairs reference statistic (O(n^2)) is not computed
+REFERENCE_MAX_N = 20_000
 
 
 def make_data(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -50,6 +52,29 @@ def _crm_statistic(kernel: str, estimator: str):
         import causal_rewards as cr
 
         return lambda: (cr.mmd(x, y, kernel=kernel, bandwidth=BANDWIDTH, estimator=estimator), None)
+
+    return factory
+
+
+def audit_test(x, y, kernel: str, method: str, permutations: int, seed: int) -> tuple[float, float]:
+    """``causal_rewards.audit`` on the two samples as two categorical bins: (statistic, p-value).
+
+    The audit's permutation test runs inside Rust: "exact" recomputes the all-pairs statistic per
+    permutation, "scan" (energy, laplacian) is exact in O(n log n) per permutation from one sort, and
+    "grid" (rbf) bins the rewards onto a fine grid once and permutes on a coarse grid (its report
+    carries an error bound). permutations=0 gives the statistic alone (p-value NaN).
+    """
+    import causal_rewards as cr
+
+    data = {"reward": np.concatenate([x, y]), "sample": np.repeat(np.array([0, 1]), [len(x), len(y)])}
+    report = cr.audit(data, reward="reward", by="sample", binning="categorical", kernel=kernel, bandwidth=BANDWIDTH,
+                      permutations=permutations, seed=seed, method=method, progress=False)
+    return float(report.statistic), (float(report.pvalue) if permutations else None)
+
+
+def _audit(kernel: str, method: str, with_test: bool = True):
+    def factory(x, y, permutations, seed):
+        return lambda: audit_test(x, y, kernel, method, permutations if with_test else 0, seed)
 
     return factory
 
@@ -125,30 +150,39 @@ def dcor_energy_distance(x, y, permutations, seed):
     return lambda: (float(dcor.energy_distance(x, y)), None)
 
 
-# key -> (table label, family, factory, reference (kernel, estimator) or None, comparator key, interpreter)
-# interpreter "alibi": the method runs in alibi-detect's own environment (see compare.py --alibi-python).
+# key -> (table label, family, factory, reference (kernel, estimator) or None, group, interpreter).
+# Time ratios are taken against the fastest of this project's rows of the same group at the same n.
+# interpreter "alibi": the method runs in alibi-detect's own environment (compare.py --alibi-python).
 METHODS = {
-    "crm_rbf_perm": ("this project: mmd rbf + permutation loop", "ours", _crm_permutation_test("rbf", "biased"),
-                     ("rbf", "biased"), "crm_rbf_perm", "main"),
+    "audit_rbf_grid": ("this project: audit rbf, grid sketch", "ours", _audit("rbf", "grid"),
+                       ("rbf", "biased"), "rbf", "main"),
+    "audit_rbf_exact": ("this project: audit rbf, exact", "ours", _audit("rbf", "exact"),
+                        ("rbf", "biased"), "rbf", "main"),
+    "crm_rbf_perm": ("this project: mmd rbf + Python permutation loop", "ours", _crm_permutation_test("rbf", "biased"),
+                     ("rbf", "biased"), "rbf", "main"),
     "alibi_mmd": ("alibi-detect MMDDrift (pytorch, rbf, unbiased)", "peer", alibi_mmd_drift,
-                  ("rbf", "unbiased"), "crm_rbf_perm", "alibi"),
-    "hyppo_mmd": ("hyppo MMD (gaussian, permutations)", "peer", hyppo_mmd, None, "crm_rbf_perm", "main"),
-    "crm_energy_perm": ("this project: mmd energy + permutation loop", "ours", _crm_permutation_test("energy", "biased"),
-                        ("energy", "biased"), "crm_energy_perm", "main"),
-    "hyppo_energy": ("hyppo Energy (unbiased, permutations)", "peer", hyppo_energy,
-                     ("energy", "unbiased"), "crm_energy_perm", "main"),
-    "dcor_energy_test": ("dcor energy_test (permutations)", "peer", dcor_energy_test,
-                         ("energy", "biased"), "crm_energy_perm", "main"),
-    "crm_energy_stat": ("this project: mmd energy, statistic only", "ours", _crm_statistic("energy", "biased"),
-                        ("energy", "biased"), "crm_energy_stat", "main"),
+                  ("rbf", "unbiased"), "rbf", "alibi"),
+    "hyppo_mmd": ("hyppo MMD (gaussian)", "peer", hyppo_mmd, None, "rbf", "main"),
+    "audit_energy_scan": ("this project: audit energy, O(n log n) scan", "ours", _audit("energy", "scan"),
+                          ("energy", "biased"), "energy", "main"),
+    "crm_energy_perm": ("this project: mmd energy + Python permutation loop", "ours",
+                        _crm_permutation_test("energy", "biased"), ("energy", "biased"), "energy", "main"),
+    "hyppo_energy": ("hyppo Energy (unbiased)", "peer", hyppo_energy,
+                     ("energy", "unbiased"), "energy", "main"),
+    "dcor_energy_test": ("dcor energy_test", "peer", dcor_energy_test,
+                         ("energy", "biased"), "energy", "main"),
+    "audit_energy_stat": ("this project: audit energy scan, statistic only", "ours",
+                          _audit("energy", "scan", with_test=False), ("energy", "biased"), "energy statistic", "main"),
+    "crm_energy_stat": ("this project: mmd energy (all pairs), statistic only", "ours",
+                        _crm_statistic("energy", "biased"), ("energy", "biased"), "energy statistic", "main"),
     "dcor_energy_distance": ("dcor energy_distance, statistic only", "peer", dcor_energy_distance,
-                             ("energy", "biased"), "crm_energy_stat", "main"),
+                             ("energy", "biased"), "energy statistic", "main"),
 }
 
 
 def run_case(key: str, n: int, permutations: int, seed: int, budget: float) -> dict:
     """In the forked child: build the data, time one full test, compare the statistic with ours."""
-    from peers.conventions import relative_difference
+    from peers.conventions import energy_distance_1d, relative_difference
     from peers.isolate import measure
 
     _, _, factory, reference, _, _ = METHODS[key]
@@ -159,9 +193,14 @@ def run_case(key: str, n: int, permutations: int, seed: int, budget: float) -> d
     statistic, pvalue = result.pop("output")
     result.update(statistic=statistic, pvalue=pvalue, reference=None, rel_diff=None)
     if reference is not None and statistic is not None:
-        import causal_rewards as cr
-
         kernel, estimator = reference
-        ref = float(cr.mmd(x, y, kernel=kernel, bandwidth=BANDWIDTH, estimator=estimator))
+        if kernel == "energy" and estimator == "biased":
+            ref = energy_distance_1d(x, y)  # O(n log n): checks the largest sizes too
+        elif n <= REFERENCE_MAX_N:
+            import causal_rewards as cr
+
+            ref = float(cr.mmd(x, y, kernel=kernel, bandwidth=BANDWIDTH, estimator=estimator))
+        else:
+            return result  # an all-pairs reference would take longer than the case
         result.update(reference=ref, rel_diff=relative_difference(float(statistic), ref))
     return result

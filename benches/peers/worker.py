@@ -21,9 +21,10 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python -m peers.worker JSON", file=sys.stderr)
         return 2
     request = json.loads(argv[0])
-    from peers.runtime import limit_threads, run_case_here
+    from peers.runtime import limit_threads, preimport, run_case_here
 
     limit_threads(request["threads"])
+    preimport()
     result = run_case_here(request["suite"], request["params"], request["threads"],
                            time_limit=request["time_limit"], mem_cap_bytes=request["mem_cap_bytes"])
     print(json.dumps(result))
