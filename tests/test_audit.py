@@ -540,3 +540,12 @@ def test_bad_data(tmp_path):
     df.iloc[:0].to_parquet(empty)
     with pytest.raises(ValueError, match="empty.parquet: no rows"):
         cr.audit(str(empty), by="bin", binning="categorical", permutations=0)
+
+
+def test_grid_reports_a_coarse_test_grid_against_a_small_bandwidth():
+    df = frame(3000, seed=19)
+    coarse = run(df, kernel="rbf", bandwidth=0.01, permutations=9, grid_points=1025)
+    fine = run(df, kernel="rbf", bandwidth=1.0, permutations=9, grid_points=1025)
+    assert any("rounded to a step" in w for w in coarse.warnings)
+    assert not any("rounded to a step" in w for w in fine.warnings)
+    assert coarse.error_bound > fine.error_bound  # the bound grows as (step / bandwidth)^2

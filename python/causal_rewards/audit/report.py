@@ -152,6 +152,15 @@ class AuditReport:
                     warnings.append(
                         f"bin {where} has {group_counts[g, b]} rows: its pairs are not computable"
                     )
+        if result["method"] == "grid" and result["bandwidths"] and int(result["permutations"]) > 0:
+            from .engine import COARSE_POINTS
+
+            step = (plan.high - plan.low) / (COARSE_POINTS - 1)
+            if step > min(result["bandwidths"]) / 20:
+                warnings.append(
+                    f"the permutation test ranks rewards rounded to a step of {step:.3g}, not small against the "
+                    f"bandwidth {min(result['bandwidths']):.3g}: its power may suffer (the statistic is unaffected)"
+                )
         if first.dropped:
             warnings.append(f"{first.dropped} rows with a missing or non-finite value were dropped")
         if np.all(np.isnan(np.asarray(result["matrix"])[~np.eye(len(labels), dtype=bool)])):
