@@ -96,3 +96,6 @@ def audit_grid(
     seed: int,
 ) -> dict:
     """Audit ("grid") from summed sketch arrays."""
+
+def audit_progress() -> tuple[int, int]:
+    """(finished, planned) permutations of the audit running now (shared by concurrent audits)."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numbers
 import sys
+import threading
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -334,41 +335,80 @@ def build_chunk(chunk: Chunk, spec: Spec, plan: Plan) -> SecondPass:
     return out
 
 
-def finish(second: SecondPass, spec: Spec, plan: Plan, first: FirstPass, origins: list[str]) -> AuditReport:
+def _with_progress(call, enabled: bool, permutations: int):
+    """Runs the core call (which releases the GIL) in a thread while a bar follows its permutations."""
+    if not enabled or permutations < 1:
+        return call()
+    try:
+        from tqdm.auto import tqdm
+    except ModuleNotFoundError:
+        return call()
+    outcome = {}
+
+    def target():
+        try:
+            outcome["result"] = call()
+        except BaseException as error:  # noqa: BLE001 - re-raised in the calling thread below
+            outcome["error"] = error
+
+    worker = threading.Thread(target=target, daemon=True)
+    worker.start()
+    with tqdm(total=permutations, desc="audit: permutations", file=sys.stderr) as bar:
+        while worker.is_alive():
+            worker.join(0.2)
+            done, planned = _core.audit_progress()
+            if planned == permutations:
+                bar.update(max(0, min(done, permutations) - bar.n))
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["result"]
+
+
+def finish(
+    second: SecondPass, spec: Spec, plan: Plan, first: FirstPass, origins: list[str], progress: bool = False
+) -> AuditReport:
     m = plan.bins.num_bins
     bandwidth = spec.bandwidth if spec.kernel != "energy" else [1.0]
     if plan.method == "grid":
         fine, coarse, pooled, counts = second.sketch
-        result = _core.audit_grid(
-            fine,
-            coarse,
-            pooled,
-            counts,
-            plan.low,
-            plan.high,
-            plan.num_groups,
-            m,
-            spec.kernel,
-            bandwidth,
-            spec.estimator,
+        result = _with_progress(
+            lambda: _core.audit_grid(
+                fine,
+                coarse,
+                pooled,
+                counts,
+                plan.low,
+                plan.high,
+                plan.num_groups,
+                m,
+                spec.kernel,
+                bandwidth,
+                spec.estimator,
+                spec.permutations,
+                spec.seed,
+            ),
+            progress,
             spec.permutations,
-            spec.seed,
         )
     else:
         rewards = np.concatenate(second.rewards)
         labels = np.concatenate(second.labels)
         groups = np.concatenate(second.groups) if spec.condition else None
-        result = _core.audit_rewards(
-            rewards,
-            labels,
-            groups,
-            m,
-            spec.kernel,
-            bandwidth,
-            spec.estimator,
+        result = _with_progress(
+            lambda: _core.audit_rewards(
+                rewards,
+                labels,
+                groups,
+                m,
+                spec.kernel,
+                bandwidth,
+                spec.estimator,
+                spec.permutations,
+                spec.seed,
+                plan.method,
+            ),
+            progress,
             spec.permutations,
-            spec.seed,
-            plan.method,
         )
     return AuditReport.from_result(result, spec=spec, plan=plan, first=first, second=second, origins=origins)
 
@@ -456,7 +496,7 @@ def audit(
         return run_ray(source, spec, chunk_size)
     data = Source(source, spec.columns, chunk_size)
     show = sys.stderr.isatty() if progress is None else bool(progress)
-    show = show and bool(data.files)
+    show = show and (bool(data.files) or spec.permutations >= 100)
     first = FirstPass()
     for chunk in _progress(data.chunks(), show, "audit: reading"):
         first.merge(scan_chunk(chunk, spec))
@@ -464,4 +504,4 @@ def audit(
     second = SecondPass()
     for chunk in _progress(data.chunks(), show, f"audit: binning ({plan.method})"):
         second.merge(build_chunk(chunk, spec, plan))
-    return finish(second, spec, plan, first, data.origins)
+    return finish(second, spec, plan, first, data.origins, progress=show)

@@ -36,6 +36,20 @@ use crate::parallel::map_blocks;
 use crate::reduce::{reduce, Reduction};
 use crate::{median_bandwidth, Bandwidth, Estimator};
 use rng::Rng;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// Permutations finished and planned by the running (latest) audit, for progress bars.
+static PERMUTATIONS_DONE: AtomicUsize = AtomicUsize::new(0);
+static PERMUTATIONS_PLANNED: AtomicUsize = AtomicUsize::new(0);
+
+/// (finished, planned) permutations of the audit running now (or the last one); a progress
+/// indicator only: concurrent audits in one process share it.
+pub fn progress() -> (usize, usize) {
+    (
+        PERMUTATIONS_DONE.load(Ordering::Relaxed),
+        PERMUTATIONS_PLANNED.load(Ordering::Relaxed),
+    )
+}
 
 /// The algorithm behind an audit's numbers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -336,9 +350,12 @@ where
     let observed = evaluator.evaluate(observed_sums);
     let m = evaluator.num_bins;
     let b = options.permutations;
+    PERMUTATIONS_DONE.store(0, Ordering::Relaxed);
+    PERMUTATIONS_PLANNED.store(b, Ordering::Relaxed);
     let nulls = map_blocks(b, |index| {
         let mut rng = Rng::new(options.seed, index as u64 + 1);
         let e = evaluator.evaluate(&permuted_sums(&mut rng));
+        PERMUTATIONS_DONE.fetch_add(1, Ordering::Relaxed);
         (e.statistic, e.matrix)
     });
     let tolerance = 1e-11 * evaluator.scale(observed_sums).max(f64::MIN_POSITIVE);
