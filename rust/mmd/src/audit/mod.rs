@@ -23,6 +23,7 @@ mod brute;
 mod fft;
 mod grid;
 mod hypergeometric;
+mod median;
 mod rng;
 mod scan;
 mod shuffle;
@@ -34,7 +35,7 @@ use crate::exact::matrix_from_sums;
 use crate::kernel::{Kernel, KernelKind};
 use crate::parallel::map_blocks;
 use crate::reduce::{reduce, Reduction};
-use crate::{median_bandwidth, Bandwidth, Estimator};
+use crate::{Bandwidth, Estimator};
 use rng::Rng;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -396,7 +397,11 @@ fn resolve_bandwidths(options: &AuditOptions, values: &[f64]) -> Vec<f64> {
     }
     match &options.bandwidth {
         Bandwidth::Fixed(list) => list.clone(),
-        Bandwidth::Median => vec![median_bandwidth(values)],
+        Bandwidth::Median => {
+            let mut sorted = values.to_vec();
+            sorted.sort_unstable_by(f64::total_cmp);
+            vec![median::median_bandwidth_sorted(&sorted)]
+        }
     }
 }
 
