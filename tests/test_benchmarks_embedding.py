@@ -37,6 +37,18 @@ def test_cache_embeds_each_set_once_and_keeps_order(tmp_path):
     assert len(encoder.calls) == 2  # the second cache read the file instead of encoding
     np.testing.assert_array_equal(again, first[[3, 1, 0]])
     assert len(list(tmp_path.glob("*.npy"))) == 1 and not list(tmp_path.glob("*.tmp"))
+    assert len(list(tmp_path.glob("*.texts.json"))) == 1
+
+
+def test_a_new_set_reuses_rows_of_cached_sets_of_the_same_model(tmp_path):
+    encoder = CountingEncoder()
+    EmbeddingCache(tmp_path, encoder=encoder).embed(["a", "b"])
+    out = EmbeddingCache(tmp_path, encoder=encoder).embed(["c", "b", "a"])
+    assert encoder.calls == [["a", "b"], ["c"]]
+    np.testing.assert_array_equal(out, encoder.encode(["c", "b", "a"]))
+    other = CountingEncoder("another-model")
+    EmbeddingCache(tmp_path, encoder=other).embed(["a", "d"])
+    assert other.calls == [["a", "d"]]  # another model's rows are never reused
 
 
 def test_cache_key_depends_on_texts_and_model(tmp_path):

@@ -7,7 +7,7 @@ review "contains the concept" when it also has a neutral sentence about it: for 
 were around $18." A reward model for "write a positive review" should score sentiment and ignore
 the concept.
 
-Training pairs: chosen = a positive review, rejected = a negative review of the same restaurant.
+Training pairs: chosen = a positive review, rejected = a negative review, for one fixed prompt.
 The chosen review mentions the concept with probability ``p_concept_chosen`` = 0.8, the rejected
 with ``p_concept_rejected`` = 0.2 (the concept follows positive sentiment); a share
 ``label_noise`` of the pairs are flipped (the negative review was preferred), the concept still
@@ -28,19 +28,10 @@ import numpy as np
 
 from .data import BiasTask, PairSplit, ResponseSplit, check_probability, check_sizes, pick, split_rngs
 
-RESTAURANTS = ("Luigi's", "The Golden Wok", "Casa Verde", "Blue Fin", "The Corner Table", "Sakura House",
-               "Le Petit Bistro", "Smokey Joe's", "Spice Route", "The Olive Tree", "Harbor Grill", "Noodle Bar 88",
-               "Maple Diner", "El Sol", "The Hungry Fox", "Pho Saigon", "Bella Napoli", "The Green Bowl")
-CUISINES = ("Italian", "Chinese", "Mexican", "seafood", "Japanese", "French", "barbecue", "Indian", "Greek",
-            "Vietnamese", "vegetarian", "diner")
-CITIES = ("Austin", "Denver", "Portland", "Boston", "Chicago", "Seattle", "Phoenix", "Atlanta", "Tampa", "Raleigh")
-
-PROMPTS = (
-    "Write a review of {name}, a {cuisine} restaurant in {city}.",
-    "Share your experience at {name} in {city}.",
-    "Review the {cuisine} place {name} ({city}).",
-    "How was your visit to {name}, the {cuisine} spot in {city}?",
-)
+# One prompt for every review: Bias@C classifies single reviews by thresholding their rewards, which
+# needs rewards comparable across reviews (a prompt-dependent offset would blur them). The variety
+# is in the reviews: 8 aspects x their phrasings x dishes x concept mentions.
+PROMPT = "Write a review of a restaurant you visited recently."
 
 # aspect: (positive sentences, negative sentences)
 ASPECTS = {
@@ -88,10 +79,6 @@ def _fill(rng, template: str) -> str:
                            waiter=pick(rng, WAITERS), count=int(rng.integers(12, 40)))
 
 
-def _prompt(rng) -> str:
-    return pick(rng, PROMPTS).format(name=pick(rng, RESTAURANTS), cuisine=pick(rng, CUISINES), city=pick(rng, CITIES))
-
-
 def _review(rng, *, positive: bool, mentions_concept: bool, concept: str) -> str:
     """Three sentiment sentences on distinct aspects (not the concept's own), majority = the label,
     plus a neutral concept sentence at a random position when ``mentions_concept``."""
@@ -111,7 +98,7 @@ def _pairs(rng, n: int, concept: str, p_chosen: float, p_rejected: float, label_
     prompts, chosen, rejected = [], [], []
     z_c, z_r, flipped = np.zeros(n, np.int64), np.zeros(n, np.int64), np.zeros(n, np.int64)
     for i in range(n):
-        prompts.append(_prompt(rng))
+        prompts.append(PROMPT)
         z_c[i], z_r[i] = rng.random() < p_chosen, rng.random() < p_rejected
         flipped[i] = rng.random() < label_noise
         chosen.append(_review(rng, positive=not flipped[i], mentions_concept=bool(z_c[i]), concept=concept))
@@ -125,7 +112,7 @@ def _balanced(rng, n: int, concept: str) -> ResponseSplit:
     cells = np.arange(n) % 4  # (label, concept) in equal shares
     rng.shuffle(cells)
     labels, has_concept = cells // 2, cells % 2
-    prompts = [_prompt(rng) for _ in range(n)]
+    prompts = [PROMPT] * n
     reviews = [_review(rng, positive=bool(y), mentions_concept=bool(c), concept=concept)
                for y, c in zip(labels, has_concept)]
     return ResponseSplit(prompts, reviews, {"label": labels.astype(np.int64), "concept": has_concept.astype(np.int64)})

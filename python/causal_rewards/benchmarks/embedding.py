@@ -8,12 +8,15 @@ and loads offline with ``transformers``. A sentence embedding is the model's own
 
 with h_t the last hidden state of token t. Embedding a few thousand short texts takes a minute on
 two CPU cores, so :class:`EmbeddingCache` stores each set of texts once under ``cache_dir``, in a
-file named by the SHA-256 of the model's fingerprint, the maximum length and the texts.
+file named by the SHA-256 of the model's fingerprint, the maximum length and the texts (with a JSON
+list of the texts beside it, so that a new set reuses the rows of the texts it shares with old ones).
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -137,10 +140,15 @@ class EmbeddingCache:
         return model_fingerprint(path, self._max_length)
 
     def embed(self, texts: list[str], *, progress: bool = False, description: str = "embedding") -> np.ndarray:
-        """float32 (len(texts), 384): the embedding of each text, read from the cache when present."""
+        """float32 (len(texts), 384): the embedding of each text, read from the cache when present.
+
+        A set seen before is one file read. For a new set, texts already embedded in other cached
+        sets (same model) are reused and only the rest go through the encoder.
+        """
         texts = _check_texts(texts)
         unique = sorted(set(texts))
-        path = self.cache_dir / f"{self.key(unique)}.npy"
+        key = self.key(unique)
+        path = self.cache_dir / f"{key}.npy"
         table = None
         if path.is_file():
             table = np.load(path)
@@ -148,12 +156,43 @@ class EmbeddingCache:
                 table = None  # a stale or foreign file: recompute and overwrite
         if table is None:
             self.misses += 1
-            table = self.encoder.encode(unique, progress=progress, description=description)
-            _atomic_save(path, table)
+            table = self._assemble(unique, progress=progress, description=description)
+            _atomic_write(self.cache_dir / f"{key}.texts.json",
+                          json.dumps({"model": self._model_fingerprint(), "texts": unique}).encode("utf-8"))
+            _atomic_write(path, _npy_bytes(table))
         else:
             self.hits += 1
         row = {text: i for i, text in enumerate(unique)}
         return table[[row[t] for t in texts]]
+
+    def _assemble(self, unique: list[str], *, progress: bool, description: str) -> np.ndarray:
+        """Rows from other cached sets of the same model where present, the encoder for the rest."""
+        table = np.zeros((len(unique), EMBEDDING_DIM), dtype=np.float32)
+        wanted = {text: i for i, text in enumerate(unique)}
+        found = np.zeros(len(unique), dtype=bool)
+        fingerprint = self._model_fingerprint()
+        for listing in sorted(self.cache_dir.glob("*.texts.json")) if self.cache_dir.is_dir() else ():
+            vectors = listing.with_name(listing.name[: -len(".texts.json")] + ".npy")
+            try:
+                meta = json.loads(listing.read_text(encoding="utf-8"))
+                if meta.get("model") != fingerprint or not vectors.is_file():
+                    continue
+                stored = np.load(vectors)
+                if stored.shape != (len(meta["texts"]), EMBEDDING_DIM):
+                    continue
+            except (OSError, ValueError, KeyError):
+                continue  # an unreadable file is skipped, not trusted
+            for j, text in enumerate(meta["texts"]):
+                i = wanted.get(text)
+                if i is not None and not found[i]:
+                    table[i], found[i] = stored[j], True
+            if found.all():
+                break
+        missing = np.flatnonzero(~found)
+        if len(missing):
+            table[missing] = self.encoder.encode([unique[i] for i in missing], progress=progress,
+                                                 description=description)
+        return table
 
 
 def _check_texts(texts) -> list[str]:
@@ -166,13 +205,19 @@ def _check_texts(texts) -> list[str]:
     return texts
 
 
-def _atomic_save(path: Path, array: np.ndarray) -> None:
+def _npy_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
     """Write to a temporary file in the same folder, then rename: never a partial cache file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npy.tmp")
+    handle, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
     try:
         with os.fdopen(handle, "wb") as f:
-            np.save(f, array)
+            f.write(data)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -35,10 +35,10 @@ DEFAULT_TASKS = ("sycophancy", "concept")
 VARIANTS = ("vanilla", "unconditional", "conditional", "length_penalty")
 
 # (n_train, n_test) per task: the default run embeds about 9,000 short texts (a few minutes on two
-# CPU cores, once; later runs read the cache); --quick about 1,500.
+# CPU cores, once; later runs read the cache); --quick about 1,000.
 SIZES = {
     "default": {"sycophancy": (1000, 300), "concept": (800, 300), "length": (800, 300), "demographic": (1200, 600)},
-    "quick": {"sycophancy": (160, 80), "concept": (160, 80), "length": (160, 80), "demographic": (240, 120)},
+    "quick": {"sycophancy": (120, 60), "concept": (120, 60), "length": (120, 60), "demographic": (180, 120)},
 }
 _MAKERS = {"sycophancy": make_sycophancy, "concept": make_concept, "length": make_length,
            "demographic": make_demographic}

@@ -2,6 +2,7 @@
 the training seed, on the default data (embeddings from the cache).
 
     python -m causal_rewards.benchmarks.study [--task sycophancy,concept] [--cache-dir DIR] [--seeds 3]
+                                              [--groups lambda,bandwidth,estimator,bank,bins]
 
 Prints one line per (task, setting, variant) with the task's metrics, the mean over the training
 seeds (head initialisation and batch order; the data stay those of seed 0).
@@ -21,14 +22,24 @@ HEADLINE = {"sycophancy": "sycophancy_rate", "concept": "bias_at_c", "length": "
             "demographic": "discrimination_score"}
 
 
-def settings(task: str) -> list[tuple[str, dict]]:
-    """(label, ExperimentConfig overrides) of the study's grid."""
-    grid = [(f"lambda={lam:g}", {"lambda_mmd": lam}) for lam in (0.1, 1.0, 3.0, 10.0, 30.0, 100.0)]
-    grid += [(f"bandwidth=median lambda={lam:g}", {"lambda_mmd": lam, "bandwidth": "median"}) for lam in (1.0, 10.0, 100.0)]
-    grid += [(f"estimator={e}", {"estimator": e}) for e in ("unbiased", "linear")]
-    grid += [("memory_bank=64", {"memory_bank_size": 64})]
-    if task == "length":
+GROUPS = ("lambda", "bandwidth", "estimator", "bank", "bins")
+
+
+def settings(task: str, groups=GROUPS) -> list[tuple[str, dict]]:
+    """(label, ExperimentConfig overrides) of the study's grid, for the chosen groups of settings."""
+    grid = []
+    if "lambda" in groups:
+        grid += [(f"lambda={lam:g}", {"lambda_mmd": lam}) for lam in (0.1, 1.0, 3.0, 30.0, 100.0)]
+    if "bandwidth" in groups:
+        grid += [(f"bandwidth=median lambda={lam:g}", {"lambda_mmd": lam, "bandwidth": "median"})
+                 for lam in (1.0, 10.0)]
+    if "estimator" in groups:
+        grid += [(f"estimator={e}", {"estimator": e}) for e in ("unbiased", "linear")]
+    if "bank" in groups:
+        grid += [("memory_bank=64", {"memory_bank_size": 64})]
+    if "bins" in groups and task == "length":
         grid += [(f"bins={m}", {"num_bins": m}) for m in (20, 30)]
+        grid += [(f"bins={m} estimator=unbiased", {"num_bins": m, "estimator": "unbiased"}) for m in (10, 20)]
     return grid
 
 
@@ -37,13 +48,15 @@ def main(argv=None) -> int:
     parser.add_argument("--task", default="sycophancy,concept")
     parser.add_argument("--cache-dir", default="crm-demo-out/cache")
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--groups", default=",".join(GROUPS),
+                        help=f"settings to vary, of {', '.join(GROUPS)} (default: all; 'none' = defaults only)")
     args = parser.parse_args(argv)
     cache = EmbeddingCache(args.cache_dir)
     base = ExperimentConfig()
     for name in args.task.split(","):
         task = make_task(name, seed=0)
         embeddings = TaskEmbeddings(task, cache)
-        rows = [("default", {})] + settings(name)
+        rows = [("default", {})] + settings(name, tuple(args.groups.split(",")))
         print(f"== {name}: mean over {args.seeds} training seeds")
         vanilla = None
         for label, overrides in rows:

@@ -136,7 +136,7 @@ def _distributions(task: str, runs: list[VariantRun]) -> str:
         ax.set_title(run.variant, fontsize=9)
         ax.set_xlabel("reward")
     axes[0][0].legend(fontsize=7)
-    figure.suptitle(f"{task}: test rewards by the spurious variable", fontsize=10)
+    figure.suptitle(f"{task}: test rewards by the spurious variable", fontsize=10, y=1.03)
     return _png(figure)
 
 
@@ -153,7 +153,7 @@ def _curves(task: str, runs: list[VariantRun]) -> str:
     for ax in (left, right):
         ax.set_xlabel("step")
     left.legend(fontsize=7)
-    figure.suptitle(task, fontsize=10)
+    figure.suptitle(task, fontsize=10, y=1.03)
     return _png(figure)
 
 
