@@ -549,3 +549,11 @@ def test_grid_reports_a_coarse_test_grid_against_a_small_bandwidth():
     assert any("rounded to a step" in w for w in coarse.warnings)
     assert not any("rounded to a step" in w for w in fine.warnings)
     assert coarse.error_bound > fine.error_bound  # the bound grows as (step / bandwidth)^2
+
+
+def test_progress_bars_do_not_change_the_result(capsys):
+    df = frame(3000, seed=20)
+    quiet = run(df, kernel="energy", permutations=30, progress=False)
+    shown = run(df, kernel="energy", permutations=30, progress=True)
+    assert_same_report(quiet, shown)
+    assert "audit: permutations" in capsys.readouterr().err

@@ -495,8 +495,10 @@ def audit(
 
         return run_ray(source, spec, chunk_size)
     data = Source(source, spec.columns, chunk_size)
-    show = sys.stderr.isatty() if progress is None else bool(progress)
-    show = show and (bool(data.files) or spec.permutations >= 100)
+    if progress is None:  # on a terminal, for files or long tests
+        show = sys.stderr.isatty() and (bool(data.files) or spec.permutations >= 100)
+    else:
+        show = bool(progress)
     first = FirstPass()
     for chunk in _progress(data.chunks(), show, "audit: reading"):
         first.merge(scan_chunk(chunk, spec))
