@@ -557,3 +557,10 @@ def test_progress_bars_do_not_change_the_result(capsys):
     shown = run(df, kernel="energy", permutations=30, progress=True)
     assert_same_report(quiet, shown)
     assert "audit: permutations" in capsys.readouterr().err
+
+
+def test_csv_reward_text_names_the_file(tmp_path):
+    path = tmp_path / "scores.csv"
+    path.write_text("reward,bin\n1,0\nhigh,1\n")
+    with pytest.raises(ValueError, match=r"scores.csv: .*'high'"):
+        cr.audit(str(path), by="bin", binning="categorical", kernel="energy", permutations=0)

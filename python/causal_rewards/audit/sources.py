@@ -228,8 +228,16 @@ def _csv_chunks(path, columns, chunk_rows):
     import pyarrow.csv as pcsv
 
     parse = pcsv.ParseOptions(delimiter="\t" if path.lower().rstrip(".gz").endswith(".tsv") else ",")
+    # The reward (first column asked for) is read as float64: pyarrow infers the other columns' types
+    # from the first block, and a reward column of integers that later turns decimal must not fail.
+    convert = pcsv.ConvertOptions(column_types={columns[0]: pa.float64()})
     try:
-        reader = pcsv.open_csv(path, parse_options=parse, read_options=pcsv.ReadOptions(block_size=1 << 22))
+        reader = pcsv.open_csv(
+            path,
+            parse_options=parse,
+            convert_options=convert,
+            read_options=pcsv.ReadOptions(block_size=1 << 22),
+        )
     except pa.ArrowException as error:
         raise ValueError(f"{path}: cannot read csv file: {error}") from None
     _require(columns, reader.schema.names, path)
