@@ -311,15 +311,17 @@ class AuditReport:
 
     def figures(self) -> dict[str, str]:
         """Base64 PNGs: bin-pair MMD^2 heatmap, p-value heatmap, per-bin reward distributions, counts."""
-        import matplotlib
+        # The object-oriented API: no pyplot state, no backend switch in the caller's process.
+        from matplotlib import colormaps
+        from matplotlib.figure import Figure
 
-        matplotlib.use("Agg", force=False)
-        import matplotlib.pyplot as plt
+        def subplots(figsize):
+            fig = Figure(figsize=figsize)
+            return fig, fig.subplots()
 
         def encode(fig) -> str:
             buffer = io.BytesIO()
             fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
-            plt.close(fig)
             return base64.b64encode(buffer.getvalue()).decode("ascii")
 
         m = self.num_bins
@@ -330,18 +332,18 @@ class AuditReport:
             ("heatmap", self.mmd, "MMD^2 per bin pair", "viridis"),
             ("pvalues", -np.log10(self.pvalues), "-log10 permutation p-value per bin pair", "magma"),
         ):
-            fig, ax = plt.subplots(figsize=(size, size * 0.85))
+            fig, ax = subplots(figsize=(size, size * 0.85))
             image = ax.imshow(np.ma.masked_invalid(matrix), cmap=cmap)
             fig.colorbar(image, ax=ax, shrink=0.8)
             ax.set_xticks(range(m), short, rotation=90, fontsize=7)
             ax.set_yticks(range(m), short, fontsize=7)
             ax.set_title(title)
             out[name] = encode(fig)
-        fig, ax = plt.subplots(figsize=(8, 4.5))
+        fig, ax = subplots(figsize=(8, 4.5))
         low, high = self.reward_range
         edges = np.linspace(low, high if high > low else low + 1, self.histograms.shape[1] + 1)
         centres = 0.5 * (edges[:-1] + edges[1:])
-        colours = plt.cm.viridis(np.linspace(0, 1, m))
+        colours = colormaps["viridis"](np.linspace(0, 1, m))
         for b in range(m):
             total = self.histograms[b].sum()
             if total:
@@ -353,7 +355,7 @@ class AuditReport:
         if m <= 12:
             ax.legend(fontsize=7)
         out["distributions"] = encode(fig)
-        fig, ax = plt.subplots(figsize=(8, 3.5))
+        fig, ax = subplots(figsize=(8, 3.5))
         ax.bar(range(m), self.counts, color="#4c72b0")
         ax.set_xticks(range(m), short, rotation=90, fontsize=7)
         ax.set_ylabel("rows")
