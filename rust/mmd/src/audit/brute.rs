@@ -1,6 +1,7 @@
 //! `Method::Exact`: the core's brute-force sweep for the statistic; for the permutation test the
 //! kernel matrix of each group is computed once and every relabelling sums it again, O(n^2) per
-//! permutation without a single further kernel evaluation.
+//! permutation without a single further kernel evaluation. Groups too large for their matrix to
+//! fit in 256 MiB sweep all pairs again for every permutation (slow, but memory stays O(n)).
 
 use super::rng::Rng;
 use super::shuffle::shuffle;
@@ -10,12 +11,26 @@ use crate::error::Result;
 use crate::exact::sweep;
 use crate::kernel::Kernel;
 
+/// Largest kernel matrix kept for the permutations (entries of f64: 256 MiB).
+const MATRIX_ENTRIES: usize = 1 << 25;
+
 pub fn audit(
     data: &Labelled,
     kernel: &Kernel,
     bandwidths: Vec<f64>,
     unbiased: bool,
     options: &AuditOptions,
+) -> Result<AuditResult> {
+    audit_with_limit(data, kernel, bandwidths, unbiased, options, MATRIX_ENTRIES)
+}
+
+fn audit_with_limit(
+    data: &Labelled,
+    kernel: &Kernel,
+    bandwidths: Vec<f64>,
+    unbiased: bool,
+    options: &AuditOptions,
+    matrix_entries: usize,
 ) -> Result<AuditResult> {
     let m = data.num_bins;
     let bins: Vec<i64> = data.labels.iter().map(|&l| i64::from(l)).collect();
@@ -81,4 +96,35 @@ pub fn audit(
         bandwidths,
         test,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::rng::Rng;
+    use crate::{Bandwidth, Estimator, KernelKind};
+
+    #[test]
+    fn sweeping_again_equals_the_kernel_matrix() {
+        let mut rng = Rng::new(4, 0);
+        let values: Vec<f64> = (0..200).map(|_| rng.uniform()).collect();
+        let bins: Vec<i64> = (0..200).map(|i| (i % 3) as i64).collect();
+        let groups: Vec<i64> = (0..200).map(|i| (i % 2) as i64).collect();
+        let data = Labelled::new(&values, &bins, Some(&groups), 3).unwrap();
+        let kernel = Kernel::new(KernelKind::Rbf, &[0.3]).unwrap();
+        let options = AuditOptions {
+            kernel: KernelKind::Rbf,
+            bandwidth: Bandwidth::Fixed(vec![0.3]),
+            estimator: Estimator::Biased,
+            permutations: 25,
+            seed: 5,
+        };
+        let matrix =
+            audit_with_limit(&data, &kernel, vec![0.3], false, &options, MATRIX_ENTRIES).unwrap();
+        let sweep = audit_with_limit(&data, &kernel, vec![0.3], false, &options, 10).unwrap();
+        for (a, b) in matrix.null_statistics.iter().zip(&sweep.null_statistics) {
+            assert!((a - b).abs() < 1e-12, "{a} vs {b}");
+        }
+        assert_eq!(matrix.pvalue, sweep.pvalue);
+    }
 }
