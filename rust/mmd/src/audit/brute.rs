@@ -37,10 +37,42 @@ fn audit_with_limit(
     let groups: Vec<i64> = (0..data.num_groups)
         .flat_map(|g| std::iter::repeat_n(g as i64, data.group(g).len()))
         .collect();
-    let input = Input::new(&data.values, &bins)
-        .with_groups(&groups)
-        .with_num_bins(m);
-    let (core_sums, _) = sweep(&Layout::new(&input)?, kernel, None);
+    let core_sums_for = |bins: &Vec<i64>| -> Result<Vec<f64>> {
+        let input = Input::new(&data.values, bins)
+            .with_groups(&groups)
+            .with_num_bins(m);
+        Ok(sweep(&Layout::new(&input)?, kernel, None).0)
+    };
+    let core_sums = core_sums_for(&bins)?;
+    let evaluator = Evaluator {
+        counts: &data.counts,
+        num_groups: data.num_groups,
+        num_bins: m,
+        unbiased,
+        k0: kernel.value(0.0),
+    };
+    let largest = (0..data.num_groups)
+        .map(|g| data.group(g).len())
+        .max()
+        .unwrap_or(0);
+    if options.permutations > 0 && largest * largest > matrix_entries {
+        // Too large to keep the kernel matrix: every permutation sweeps all pairs again.
+        let test = permutation_test(&evaluator, &core_sums, options, |rng: &mut Rng| {
+            let mut labels = data.labels.clone();
+            for g in 0..data.num_groups {
+                shuffle(rng, &mut labels[data.group(g)]);
+            }
+            let bins: Vec<i64> = labels.iter().map(|&l| i64::from(l)).collect();
+            core_sums_for(&bins).expect("labels validated above")
+        });
+        return Ok(assemble(
+            Method::Exact,
+            &evaluator,
+            &core_sums,
+            bandwidths,
+            test,
+        ));
+    }
 
     let matrices: Vec<Vec<f64>> = (0..data.num_groups)
         .map(|g| {
@@ -69,13 +101,6 @@ fn audit_with_limit(
             }
         }
         sums
-    };
-    let evaluator = Evaluator {
-        counts: &data.counts,
-        num_groups: data.num_groups,
-        num_bins: m,
-        unbiased,
-        k0: kernel.value(0.0),
     };
     let test = permutation_test(
         &evaluator,
