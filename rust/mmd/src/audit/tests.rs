@@ -309,3 +309,24 @@ fn refuses_bad_input() {
     let data = Labelled::new(&[1.0, 2.0], &[0, 1], None, 2).unwrap();
     assert!(audit_labelled(data, &o, Method::Scan).is_err());
 }
+
+#[test]
+fn scan_with_many_bins_equals_brute_force() {
+    // M = 37 > 32 takes the general (not fixed-width) update.
+    let (values, bins, groups) = data(900, 37, 1, 8);
+    for kernel in [KernelKind::Energy, KernelKind::Laplacian] {
+        let o = options(kernel, Bandwidth::Fixed(vec![0.4]), Estimator::Biased, 3);
+        let result = audit_labelled(
+            Labelled::new(&values, &bins, None, 37).unwrap(),
+            &o,
+            Method::Scan,
+        )
+        .unwrap();
+        let (value, _) = core_matrix(&values, &bins, &groups, 37, &o);
+        assert!(
+            close(result.statistic, value, 1e-12),
+            "{kernel:?}: {} vs {value}",
+            result.statistic
+        );
+    }
+}
