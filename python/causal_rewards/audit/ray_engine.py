@@ -93,11 +93,15 @@ def run_ray(source, spec: Spec, chunk_size: int | None):
     options = {"batch_format": "numpy", "batch_size": batch, "zero_copy_batch": True}
     try:
         first = FirstPass()
-        for row in dataset.map_batches(_first, fn_kwargs={"spec": spec}, **options).take_all():
+        for row in dataset.map_batches(
+            _first, fn_kwargs={"spec": spec}, **options
+        ).iter_rows():  # streamed: one summary at a time
             first.merge(pickle.loads(row["summary"]))
         plan = make_plan(first, spec, origins)
         second = SecondPass()
-        for row in dataset.map_batches(_second, fn_kwargs={"spec": spec, "plan": plan}, **options).take_all():
+        for row in dataset.map_batches(
+            _second, fn_kwargs={"spec": spec, "plan": plan}, **options
+        ).iter_rows():  # streamed: one summary at a time
             second.merge(pickle.loads(row["summary"]))
     except Exception as error:  # Ray wraps task errors; re-raise the user's
         unwrapped = _unwrap(error)
