@@ -6,7 +6,8 @@
 
 Suites (see benches/peers/*.py for the exact statistic and data of each):
   regulariser   the training penalty (mean pairwise-bin rbf MMD^2, forward + backward), n x M grid
-  twosample     two-sample permutation tests and bare statistics, growing n until time/memory run out
+  twosample     two-sample (and k = 5 sample) permutation tests and bare statistics, growing n until
+                time or memory run out
   estimators    exact vs linear-time: time, relative error, and test power against time
 
 Every case runs in a forked child with a time limit and an address-space cap (peers/isolate.py);
@@ -35,6 +36,7 @@ README_BEGIN, README_END = "<!-- compare.py: begin -->", "<!-- compare.py: end -
 FULL = {
     "regulariser": {"n": [128, 512, 2048, 8192], "M": [2, 10, 60], "budget": 1.5},
     "twosample": {"n": [100, 300, 1000, 3000, 10_000, 30_000, 100_000, 300_000, 1_000_000], "B": 100, "budget": 2.0},
+    "ksample": {"n": [100, 300, 1000, 3000, 10_000, 100_000, 1_000_000], "B": 100, "budget": 2.0},
     "estimators_statistic": {"n": [1000, 3000, 10_000, 30_000, 100_000, 1_000_000, 10_000_000], "budget": 1.0,
                              "exact_limit": 30_000},
     "estimators_power": {"n": [25, 50, 100, 200, 400, 800, 1600, 3200, 6400], "R": 40, "B": 100},
@@ -42,6 +44,7 @@ FULL = {
 QUICK = {
     "regulariser": {"n": [64, 256], "M": [2, 10], "budget": 0.2},
     "twosample": {"n": [50, 200], "B": 20, "budget": 0.2},
+    "ksample": {"n": [50, 200], "B": 20, "budget": 0.2},
     "estimators_statistic": {"n": [200, 2000], "budget": 0.2, "exact_limit": 2000},
     "estimators_power": {"n": [50, 100], "R": 5, "B": 20},
 }
@@ -52,7 +55,7 @@ def parse_args(argv):
     parser.add_argument("--quick", action="store_true", help="small sizes: checks the harness in ~1 minute")
     parser.add_argument("--out", default=os.path.join(BENCHES, "results"), help="output folder")
     parser.add_argument("--threads", type=int, default=1, help="threads for every library (default 1)")
-    parser.add_argument("--time-limit", type=float, default=30.0, help="seconds per case before it is killed")
+    parser.add_argument("--time-limit", type=float, default=20.0, help="seconds per case before it is killed")
     parser.add_argument("--mem-cap-gib", type=float, default=4.0, help="extra memory a case may take, GiB")
     parser.add_argument("--alibi-python", default=os.environ.get("CRM_ALIBI_PYTHON"),
                         help="interpreter that has alibi-detect (default: $CRM_ALIBI_PYTHON, else this one)")
@@ -145,6 +148,21 @@ def run_twosample(bench, plan, args, alibi_python):
                       unavailable=unavailable, python=python, extra={"group": group, "B": plan["B"]})
 
 
+def run_ksample(bench, plan, args):
+    from peers import ksample
+
+    for n in plan["n"]:
+        for key, (label, family, _, _, group) in ksample.METHODS.items():
+            unavailable = None
+            if key.startswith("hyppo"):
+                unavailable = bench.runtime.importable("hyppo")
+            elif key.startswith("dcor"):
+                unavailable = bench.runtime.importable("dcor")
+            params = {"key": key, "n": n, "permutations": plan["B"], "seed": args.seed, "budget": plan["budget"]}
+            bench.run("ksample", key, label, family, params, ladder_key=("ksample", key), n=n,
+                      unavailable=unavailable, extra={"group": group, "B": plan["B"], "k": ksample.K})
+
+
 def run_estimators(bench, plans, args):
     from peers import estimators
 
@@ -227,6 +245,9 @@ def main(argv=None) -> int:
     if "twosample" in args.suites:
         print("two-sample tests:", flush=True)
         run_twosample(bench, plans["twosample"], args, alibi_python)
+    if "twosample" in args.suites:
+        print("k-sample tests:", flush=True)
+        run_ksample(bench, plans["ksample"], args)
     if "estimators" in args.suites:
         print("estimators:", flush=True)
         run_estimators(bench, plans, args)

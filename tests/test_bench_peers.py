@@ -235,3 +235,15 @@ def test_energy_distance_1d_matches_brute_force(rng, n, m):
 def test_energy_distance_1d_rejects_empty():
     with pytest.raises(ValueError, match="non-empty"):
         conventions.energy_distance_1d([], [1.0])
+
+
+def _abort_like_rust_oom():
+    os.write(2, b"memory allocation of 5242880000 bytes failed\n")  # what Rust's allocator prints
+    os.abort()
+
+
+def test_run_isolated_reports_an_aborted_allocation_as_oom_and_other_deaths_as_crashes():
+    oom = run_isolated(_abort_like_rust_oom, time_limit=20, mem_cap_bytes=2**30)
+    assert oom["status"] == "oom" and "5242880000" in oom["detail"]
+    crash = run_isolated(lambda: os._exit(3), time_limit=20, mem_cap_bytes=2**30)
+    assert crash["status"] == "crashed"

@@ -13,17 +13,21 @@ computed with them (so no OpenMP or rayon thread pool exists yet at fork time). 
 * sends a JSON-able dict back through a pipe.
 
 The parent kills the child after ``time_limit`` seconds (``timeout``). A child that dies without
-answering (e.g. the kernel's OOM killer) is reported as ``crashed`` with its signal.
+answering is reported as ``crashed`` with its signal and the end of its stderr (which goes to a
+temporary file, so peers' warnings do not clutter the run), or as ``oom`` when that stderr says an
+allocation failed (Rust aborts with "memory allocation of N bytes failed" under the cap).
 """
 
 from __future__ import annotations
 
+import faulthandler
 import json
 import os
 import resource
 import select
 import signal
 import statistics
+import tempfile
 import time
 import traceback
 from collections.abc import Callable
@@ -38,10 +42,17 @@ def run_isolated(task: Callable[[], dict], *, time_limit: float, mem_cap_bytes: 
 
     ``task`` must build its own inputs (inside the child) and return JSON-able values.
     """
+    with tempfile.TemporaryFile() as stderr_file:
+        return _run(task, time_limit, mem_cap_bytes, stderr_file)
+
+
+def _run(task, time_limit, mem_cap_bytes, stderr_file) -> dict:
     read_fd, write_fd = os.pipe()
     pid = os.fork()
     if pid == 0:  # child
         os.close(read_fd)
+        os.dup2(stderr_file.fileno(), 2)
+        faulthandler.disable()  # a crash is reported by the parent; no dump into the harness's output
         payload = _child(task, mem_cap_bytes)
         with os.fdopen(write_fd, "w") as pipe:
             pipe.write(json.dumps(payload))
@@ -64,7 +75,13 @@ def run_isolated(task: Callable[[], dict], *, time_limit: float, mem_cap_bytes: 
     text = "".join(chunks)
     if not text:
         sig = os.WTERMSIG(wait_status) if os.WIFSIGNALED(wait_status) else None
-        return {"status": CRASHED, "detail": f"child died (signal {sig})"}
+        stderr_file.seek(0)
+        lines = [line for line in stderr_file.read().decode(errors="replace").splitlines() if line.strip()]
+        allocation = [line for line in lines if "memory allocation of" in line]
+        if allocation:
+            return {"status": OOM, "detail": f"child aborted: {allocation[-1].strip()[:150]}"}
+        last = lines[-1].strip()[:150] if lines else ""
+        return {"status": CRASHED, "detail": f"child died (signal {sig}) {last}".strip()}
     return json.loads(text)
 
 

@@ -62,6 +62,31 @@ def fastest_ours(rows: list[dict]) -> dict[tuple, dict]:
     return best
 
 
+def beats_some_of_ours(results: list[dict]) -> list[str]:
+    """Peers or baselines faster than at least one (not the fastest) of this project's rows at some n.
+
+    One line per (peer, our slower row): the sizes where it happened and the best ratio there.
+    """
+    lines = []
+    for suite in ("regulariser", "twosample", "ksample"):
+        rows = [r for r in results if r["suite"] == suite and r["status"] == "ok"]
+        ours = [r for r in rows if r["family"] == "ours"]
+        for key in _ordered_keys([r for r in rows if r["family"] != "ours"]):
+            theirs = [r for r in rows if r["key"] == key]
+            for our_key in _ordered_keys(ours):
+                hits = []
+                for r in theirs:
+                    mine = [o for o in ours if o["key"] == our_key and o["n"] == r["n"] and o["group"] == r["group"]]
+                    if mine and r["time_s"] < mine[0]["time_s"]:
+                        hits.append((r, r["time_s"] / mine[0]["time_s"]))
+                if hits:
+                    where = ", ".join(f"n={r['n']}" + (f" M={r['M']}" if "M" in r else "") for r, _ in hits)
+                    best = min(ratio for _, ratio in hits)
+                    lines.append(f"{theirs[0]['label']} beats *{ours[[o['key'] for o in ours].index(our_key)]['label']}* "
+                                 f"at {where} (best ×{best:.2g})")
+    return lines
+
+
 def _max(values):
     values = [v for v in values if v is not None]
     return max(values) if values else None
@@ -119,8 +144,9 @@ def regulariser_tables(results: list[dict]) -> tuple[str, list[str]]:
     return "\n\n".join(sections), faster
 
 
-def twosample_table(results: list[dict]) -> tuple[str, list[str]]:
-    rows = [r for r in results if r["suite"] == "twosample"]
+def twosample_table(results: list[dict], suite: str = "twosample") -> tuple[str, list[str]]:
+    """Table of a test suite ("twosample" or "ksample"): time (ratio), max rel. diff, peak memory."""
+    rows = [r for r in results if r["suite"] == suite]
     if not rows:
         return "", []
     sizes = sorted({r["n"] for r in rows})
@@ -144,7 +170,7 @@ def twosample_table(results: list[dict]) -> tuple[str, list[str]]:
         largest = _largest_ok(mine.values())
         rel = _max(r.get("rel_diff") for r in mine.values())
         rel_text = fmt_sci(rel) if any(r.get("reference") is not None for r in mine.values()) else \
-            ("n/a (normalised statistic)" if key == "hyppo_mmd" else "n/a")
+            ("n/a (normalised statistic)" if key.startswith("hyppo") else "n/a")
         lines.append([first["label"], *cells, rel_text,
                       f"{largest['peak_mib']:.0f} (n={largest['n']})" if largest else "–"])
     header = ["method (B permutations)", *[f"n={n:,}" for n in sizes], "max rel. diff statistic",
@@ -226,15 +252,23 @@ def _guides(ax, xs, anchor_y):
         ax.annotate(label, (xs[-1], anchor_y * curve[-1]), fontsize=7, color="0.45")
 
 
+_MARKERS = "os^Dv<>PXh*p"
+
+
 def _series(ax, rows, value="time_s"):
+    """One line per method (solid: this project, dashed: baselines, dotted: peers); ✗ where it failed."""
+    import matplotlib
+
+    colours = matplotlib.colormaps["tab20"].colors
     keys = _ordered_keys(rows)
-    for key in keys:
+    for index, key in enumerate(keys):
         mine = sorted((r for r in rows if r["key"] == key and r["status"] == "ok"), key=lambda r: r["n"])
         if not mine:
             continue
         family = mine[0]["family"]
         ax.plot([r["n"] for r in mine], [max(r[value], 1e-7) for r in mine], _STYLES.get(family, "-"),
-                marker="o", markersize=3, label=mine[0]["label"])
+                color=colours[(2 * index) % 20 + (index // 10) % 2], marker=_MARKERS[index % len(_MARKERS)],
+                markersize=3.5, label=mine[0]["label"])
         failed = [r for r in rows if r["key"] == key and r["status"] in ("timeout", "oom", "crashed")]
         for r in failed:
             ax.annotate("✗ " + FAILED_LABELS[r["status"]], (r["n"], mine[-1][value]), fontsize=7)
@@ -274,7 +308,7 @@ def plot_all(results: list[dict], out_dir: str) -> list[str]:
     if rows:
         fig, axes = plt.subplots(1, 2, figsize=(13, 5))
         _series(axes[0], rows)
-        ok = [r for r in rows if r["status"] == "ok" and r["key"] == "crm_energy_stat"]
+        ok = [r for r in rows if r["status"] == "ok" and r["key"] == "audit_energy_scan"]
         if ok:
             _guides(axes[0], [r["n"] for r in ok], min(r["time_s"] for r in ok))
         axes[0].set(xscale="log", yscale="log", title="two-sample tests (B permutations) and statistics",
@@ -285,6 +319,24 @@ def plot_all(results: list[dict], out_dir: str) -> list[str]:
         axes[1].set(xscale="log", xlabel="n per sample", ylabel="peak RSS growth, MiB")
         fig.tight_layout()
         path = os.path.join(out_dir, "twosample.png")
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(path)
+    rows = [r for r in results if r["suite"] == "ksample"]
+    if rows:
+        fig, axes = plt.subplots(1, 2, figsize=(13, 5))
+        _series(axes[0], rows)
+        ok = [r for r in rows if r["status"] == "ok" and r["key"] == "audit_energy_scan"]
+        if ok:
+            _guides(axes[0], [r["n"] for r in ok], min(r["time_s"] for r in ok))
+        axes[0].set(xscale="log", yscale="log", title=f"k-sample tests (k = {rows[0]['k']}, B permutations)",
+                    xlabel="n per sample", ylabel="seconds")
+        axes[0].legend(fontsize=7)
+        _series(axes[1], rows, "peak_mib")
+        axes[1].set_yscale("symlog", linthresh=1.0)
+        axes[1].set(xscale="log", xlabel="n per sample", ylabel="peak RSS growth, MiB")
+        fig.tight_layout()
+        path = os.path.join(out_dir, "ksample.png")
         fig.savefig(path, dpi=110)
         plt.close(fig)
         written.append(path)
@@ -340,6 +392,7 @@ def write_all(meta: dict, results: list[dict], out_dir: str) -> str:
     machine = meta["machine"]
     reg, reg_faster = regulariser_tables(results)
     two, two_faster = twosample_table(results)
+    ksample, k_faster = twosample_table(results, "ksample")
     est = estimator_tables(results)
     parts = [
         f"Generated by `{meta['command']}` on {machine['date_utc']} in {meta['total_s']:.0f} s.",
@@ -368,12 +421,25 @@ def write_all(meta: dict, results: list[dict], out_dir: str) -> str:
                      "fastest of this project's rows for the same kernel (rbf tests, energy tests, energy "
                      "statistic alone) at that n. "
                      "Statistics aligned to this project's conventions (see benches/peers/conventions.py).\n\n" + two)
+    if ksample:
+        k = next(r["k"] for r in results if r["suite"] == "ksample")
+        parts.append(f"### k-sample tests with permutations (k = {k})\n\n"
+                     f"Sample g ~ N(0.05 g, 1), g = 0..{k - 1}, n per sample (k n rewards in all), B permutations. "
+                     "Ours: the audit's statistic, the mean pairwise MMD² over the k samples; dcor's k-sample "
+                     "statistic (sum over pairs of n_g n_h / (n_g + n_h) × energy distance) is compared in its "
+                     "own convention; hyppo's KSample returns a normalised statistic (p-value only). "
+                     "alibi-detect is two-sample only.\n\n" + ksample)
     if est:
         parts.append("### Estimators: exact vs linear-time\n\n" + est)
-    if reg_faster or two_faster:
-        parts.append("Where a peer or baseline beat this project:\n\n" + "\n".join(f"- {x}" for x in reg_faster + two_faster))
+    if reg_faster or two_faster or k_faster:
+        parts.append("Where a peer or baseline beat this project's fastest row:\n\n"
+                     + "\n".join(f"- {x}" for x in reg_faster + two_faster + k_faster))
     else:
-        parts.append("No peer or baseline beat this project at any measured size.")
+        parts.append("No peer or baseline beat this project's fastest row at any measured size.")
+    partial = beats_some_of_ours(results)
+    if partial:
+        parts.append("Where a peer or baseline beat one of this project's slower rows (time ratio peer / ours):\n\n"
+                     + "\n".join(f"- {x}" for x in partial))
     if plots:
         parts.append("\n".join(f"![{os.path.basename(p)}]({os.path.basename(p)})" for p in plots))
     markdown = "\n\n".join(parts) + "\n"
@@ -391,7 +457,7 @@ def update_readme(readme: str, markdown: str, out_dir: str, begin: str, end: str
     if begin not in text or end not in text:
         return
     relative = os.path.relpath(out_dir, os.path.dirname(os.path.abspath(readme)))
-    for name in ("regulariser.png", "twosample.png", "estimators.png"):
+    for name in ("regulariser.png", "twosample.png", "ksample.png", "estimators.png"):
         markdown = markdown.replace(f"]({name})", f"]({relative}/{name})")
     head, rest = text.split(begin, 1)
     _, tail = rest.split(end, 1)

@@ -14,7 +14,7 @@ from peers.isolate import run_isolated
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS",
                     "RAYON_NUM_THREADS")
-SUITES = ("regulariser", "twosample", "estimators_statistic", "estimators_power")
+SUITES = ("regulariser", "twosample", "ksample", "estimators_statistic", "estimators_power")
 BENCHES_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -41,6 +41,8 @@ def _suite_runner(suite: str):
         from peers.regulariser import run_case
     elif suite == "twosample":
         from peers.twosample import run_case
+    elif suite == "ksample":
+        from peers.ksample import run_case
     elif suite == "estimators_statistic":
         from peers.estimators import run_statistic_case as run_case
     elif suite == "estimators_power":
