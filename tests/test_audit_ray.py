@@ -95,7 +95,9 @@ def test_ray_bad_input(cluster, tmp_path):
     df.loc[17, "reward"] = np.nan
     path = tmp_path / "nan.parquet"
     df.to_parquet(path)
-    with pytest.raises(ValueError, match=r"nan.parquet row \d+: column 'reward' is nan"):
+    with pytest.raises(ValueError, match=r"nan.parquet row 17: column .reward. is nan"):
         cr.audit(str(path), by="bin", binning="categorical", permutations=0, engine="ray")
+    with pytest.raises(ValueError, match=r"nan.parquet: column 'nope' not found"):
+        cr.audit(str(path), by="nope", permutations=0, engine="ray")
     rep = cr.audit(str(path), by="bin", binning="categorical", permutations=0, engine="ray", drop_nan=True)
     assert rep.dropped == 1 and rep.n == 299

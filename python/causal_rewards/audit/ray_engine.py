@@ -1,10 +1,11 @@
-"""The Ray engine: the two passes of ``engine`` run as ``map_batches`` on Ray workers (each block
-summarised where it lives), and the driver merges the summaries in block order. Summaries merge by
-addition (integer counts and sketches), and blocks keep their order, so the result equals the
-local engine's bit for bit.
+"""The Ray engine: the two passes of ``engine`` run on Ray workers and the driver merges the
+summaries in order. Summaries merge by addition (integer counts and sketches) and keep their order,
+so the result equals the local engine's bit for bit.
 
-Row numbers in error messages count rows within a Ray batch, since Ray does not expose a row's
-position in its file; the file itself is named when the source was a list of paths.
+- A Ray Dataset: ``map_batches`` summarises each batch where it lives. Row numbers in error
+  messages count rows within a Ray batch (Ray does not expose a row's position in its source).
+- Paths (``engine="ray"``): one task per file, reading it in chunks with the local engine's readers,
+  so errors name the file and the row exactly.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import re
 import numpy as np
 
 from .engine import FirstPass, SecondPass, Spec, build_chunk, finish, make_plan, scan_chunk
-from .sources import DEFAULT_CHUNK_ROWS, Chunk, _kind, expand_paths, is_ray_dataset
+from .sources import DEFAULT_CHUNK_ROWS, Chunk, _file_chunks, expand_paths, is_ray_dataset
 
 PATH_COLUMN = "path"
 
@@ -35,16 +36,18 @@ def _second(batch: dict, spec: Spec, plan) -> dict:
     return {"summary": np.array([pickle.dumps(build_chunk(_chunk(batch, spec), spec, plan))], dtype=object)}
 
 
-def _read(paths):
-    import ray.data
+def _file_first(row: dict, spec: Spec, chunk_rows: int) -> dict:
+    summary = FirstPass()
+    for chunk in _file_chunks(row["item"], spec.columns, chunk_rows):
+        summary.merge(scan_chunk(chunk, spec))
+    return {"summary": pickle.dumps(summary)}
 
-    files = expand_paths(paths)
-    kinds = {_kind(f) for f in files}
-    if len(kinds) > 1:
-        raise ValueError(f"the Ray engine reads one file type at a time, got {sorted(kinds)}")
-    kind = kinds.pop()
-    reader = {"parquet": ray.data.read_parquet, "csv": ray.data.read_csv, "jsonl": ray.data.read_json}[kind]
-    return reader(files, include_paths=True), files
+
+def _file_second(row: dict, spec: Spec, plan, chunk_rows: int) -> dict:
+    summary = SecondPass()
+    for chunk in _file_chunks(row["item"], spec.columns, chunk_rows):
+        summary.merge(build_chunk(chunk, spec, plan))
+    return {"summary": pickle.dumps(summary)}
 
 
 USER_ERRORS = (ValueError, TypeError, FileNotFoundError, PermissionError)
@@ -79,29 +82,36 @@ def run_ray(source, spec: Spec, chunk_size: int | None):
     if not ray.is_initialized():
         ray.init(include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
     ray.data.DataContext.get_current().execution_options.preserve_order = True
-    if is_ray_dataset(source):
-        dataset, origins = source, ["ray dataset"]
-        missing = [c for c in spec.columns if c not in dataset.columns()]
-        if missing:
-            raise ValueError(f"ray dataset: column {missing[0]!r} not found (columns: {dataset.columns()})")
-    else:
-        dataset, origins = _read(source)
-        missing = [c for c in spec.columns if c not in dataset.columns()]
-        if missing:
-            raise ValueError(f"{origins[0]}: column {missing[0]!r} not found (columns: {dataset.columns()})")
     batch = int(chunk_size or DEFAULT_CHUNK_ROWS)
-    options = {"batch_format": "numpy", "batch_size": batch, "zero_copy_batch": True}
+    if is_ray_dataset(source):
+        origins = ["ray dataset"]
+        missing = [c for c in spec.columns if c not in source.columns()]
+        if missing:
+            raise ValueError(f"ray dataset: column {missing[0]!r} not found (columns: {source.columns()})")
+        options = {"batch_format": "numpy", "batch_size": batch, "zero_copy_batch": True}
+
+        def first_pass():
+            return source.map_batches(_first, fn_kwargs={"spec": spec}, **options)
+
+        def second_pass(plan):
+            return source.map_batches(_second, fn_kwargs={"spec": spec, "plan": plan}, **options)
+    else:
+        origins = expand_paths(source)
+        files = ray.data.from_items(origins, override_num_blocks=len(origins))
+
+        def first_pass():
+            return files.map(_file_first, fn_kwargs={"spec": spec, "chunk_rows": batch})
+
+        def second_pass(plan):
+            return files.map(_file_second, fn_kwargs={"spec": spec, "plan": plan, "chunk_rows": batch})
+
     try:
         first = FirstPass()
-        for row in dataset.map_batches(
-            _first, fn_kwargs={"spec": spec}, **options
-        ).iter_rows():  # streamed: one summary at a time
+        for row in first_pass().iter_rows():  # streamed: one summary at a time
             first.merge(pickle.loads(row["summary"]))
         plan = make_plan(first, spec, origins)
         second = SecondPass()
-        for row in dataset.map_batches(
-            _second, fn_kwargs={"spec": spec, "plan": plan}, **options
-        ).iter_rows():  # streamed: one summary at a time
+        for row in second_pass(plan).iter_rows():
             second.merge(pickle.loads(row["summary"]))
     except Exception as error:  # Ray wraps task errors; re-raise the user's
         unwrapped = _unwrap(error)
