@@ -247,3 +247,46 @@ def test_run_isolated_reports_an_aborted_allocation_as_oom_and_other_deaths_as_c
     assert oom["status"] == "oom" and "5242880000" in oom["detail"]
     crash = run_isolated(lambda: os._exit(3), time_limit=20, mem_cap_bytes=2**30)
     assert crash["status"] == "crashed"
+
+
+def _row(suite, key, family, n, time_s, status="ok", **extra):
+    row = {"suite": suite, "key": key, "label": key.replace("_", " "), "family": family, "n": n,
+           "status": status, "peak_mib": 1.0, **extra}
+    if status == "ok":
+        row["time_s"] = time_s
+    return row
+
+
+def test_report_ratios_against_fastest_of_ours_and_flags_faster_peers(tmp_path):
+    pytest.importorskip("matplotlib")
+    from peers import report
+
+    group = {"group": "energy", "B": 10}
+    results = [
+        _row("twosample", "ours_fast", "ours", 100, 0.010, rel_diff=0.0, reference=1.0, **group),
+        _row("twosample", "ours_slow", "ours", 100, 0.040, rel_diff=0.0, reference=1.0, **group),
+        _row("twosample", "peer", "peer", 100, 0.005, rel_diff=2e-13, reference=1.0, **group),
+        _row("twosample", "ours_fast", "ours", 1000, 0.020, rel_diff=0.0, reference=1.0, **group),
+        _row("twosample", "ours_slow", "ours", 1000, 0.400, rel_diff=0.0, reference=1.0, **group),
+        _row("twosample", "peer", "peer", 1000, None, status="timeout", **group),
+    ]
+    table, faster = report.twosample_table(results)
+    lines = {line.split(" | ")[0].strip("| "): line for line in table.splitlines()[2:]}
+    assert "(fastest)" in lines["ours fast"] and "(×4)" in lines["ours slow"]
+    assert "**×0.5, faster**" in lines["peer"] and "timeout" in lines["peer"] and "2.0e-13" in lines["peer"]
+    assert faster == ["peer: n=100, **×0.5, faster** (against ours fast)"]
+    assert report.beats_some_of_ours(results) == [
+        "peer beats *ours fast* at n=100 (best ×0.5)", "peer beats *ours slow* at n=100 (best ×0.12)"]
+    meta = {"command": "python benches/compare.py", "total_s": 1.0, "time_limit_s": 20, "mem_cap_gib": 4,
+            "versions": {"dcor": "0.7", "hyppo": None}, "alibi": {"unavailable": "not here"},
+            "machine": {"cpu": "cpu", "logical_cores": 2, "memory_gib": 8, "gpu": "none", "threads_used": 1,
+                        "date_utc": "today", "load_average_at_start": (1.0, 1.0, 1.0)}}
+    markdown = report.write_all(meta, results, str(tmp_path))
+    assert (tmp_path / "peers.md").exists() and (tmp_path / "twosample.png").exists()
+    assert "not installed: hyppo" in markdown and "alibi-detect: not run (not here)" in markdown
+    readme = tmp_path / "README.md"
+    readme.write_text("intro\n<!-- b -->\nold\n<!-- e -->\noutro\n")
+    report.update_readme(str(readme), markdown, str(tmp_path / "results"), "<!-- b -->", "<!-- e -->")
+    text = readme.read_text()
+    assert text.startswith("intro\n<!-- b -->\n") and text.endswith("<!-- e -->\noutro\n") and "old" not in text
+    assert "](results/twosample.png)" in text
