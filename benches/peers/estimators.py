@@ -64,7 +64,7 @@ METHODS = {
     "linear": ("rbf linear-time (mmd, Gretton 2012)", _crm("linear"), "rbf", "O(n)", None),
     "audit_exact": ("rbf exact (audit, permutations in Rust)", _audit_statistic("rbf", "exact"), "rbf", "O(n^2)",
                     _audit_pvalue("rbf", "exact")),
-    "audit_grid": ("rbf grid sketch (audit)", _audit_statistic("rbf", "grid"), "rbf", "O(n + G log G)",
+    "audit_grid": ("rbf grid sketch (audit)", _audit_statistic("rbf", "grid"), "rbf", "O(n + P log P)",
                    _audit_pvalue("rbf", "grid")),
     "energy_exact": ("energy exact, all pairs (mmd)", _crm("biased", "energy"), "energy", "O(n^2)", None),
     "audit_scan": ("energy exact scan (audit)", _audit_statistic("energy", "scan"), "energy", "O(n log n)",

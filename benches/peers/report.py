@@ -190,10 +190,12 @@ def estimator_tables(results: list[dict]) -> str:
             mine = {r["n"]: r for r in stat if r["key"] == key}
             first = next(iter(mine.values()))
             cells = [time_cell(mine[n], by.get((first["comparator"], n))) if n in mine else "" for n in sizes]
-            lines.append([first["label"], first["cost"], *cells])
+            largest = _largest_ok(mine.values())
+            lines.append([first["label"], first["cost"], *cells,
+                          f"{largest['peak_mib']:.0f} (n={largest['n']:,})" if largest else "–"])
         parts.append(f"x ~ N(0,1), y ~ N({stat[0]['shift']},1), n per sample. Time of one statistic (ratio against "
                      "the all-pairs statistic of the same kernel):\n\n"
-                     + _table(["estimator", "cost", *[f"n={n:,}" for n in sizes]], lines))
+                     + _table(["estimator", "cost", *[f"n={n:,}" for n in sizes], "peak MiB (largest n run)"], lines))
         lines = []
         for key in _ordered_keys(stat):
             mine = {r["n"]: r for r in stat if r["key"] == key}
