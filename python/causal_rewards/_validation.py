@@ -5,6 +5,7 @@ Each error names the argument and, where it applies, the position that is wrong.
 
 from __future__ import annotations
 
+import math
 import numbers
 from collections.abc import Sequence
 
@@ -51,7 +52,7 @@ def check_bandwidth(bandwidth, kernel: str = "rbf"):
         raise TypeError(f"bandwidth must be a number, a sequence of numbers or 'median', got {type(bandwidth).__name__}")
     if kernel != "energy":  # the energy kernel has no bandwidth
         for i, b in enumerate(values):
-            if not (np.isfinite(b) and b > 0):
+            if not (math.isfinite(b) and b > 0):
                 where = "bandwidth" if len(values) == 1 else f"bandwidth[{i}]"
                 raise ValueError(f"{where} must be finite and > 0, got {b}")
     return values
