@@ -18,8 +18,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
-import causal_rewards as cr  # noqa: E402
-from baselines import paper_loop_mmd  # noqa: E402
+import causal_rewards as cr
+from baselines import paper_loop_mmd
 
 
 def median_time(fn, min_time=0.5, max_repeats=200):
@@ -57,8 +57,8 @@ def main():
             rel_value = abs(v - v_ref) / abs(v_ref)
             rel_grad = np.max(np.abs(g - g_ref)) / np.max(np.abs(g_ref))
             assert rel_value < 1e-6 and rel_grad < 1e-6, (n, m, rel_value, rel_grad)
-            t_paper = median_time(lambda: paper_forward_backward(rewards, bins, m))
-            t_rust = median_time(lambda: rust_forward_backward(rewards, bins, m))
+            t_paper = median_time(lambda r=rewards, b=bins, m=m: paper_forward_backward(r, b, m))
+            t_rust = median_time(lambda r=rewards, b=bins, m=m: rust_forward_backward(r, b, m))
             rows.append((n, m, t_paper * 1e3, t_rust * 1e3, t_paper / t_rust, max(rel_value, rel_grad)))
     print(f"CPU: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"{cr.num_threads()} Rust threads, torch {torch.__version__}\n")

@@ -8,11 +8,10 @@ the ratios as a Markdown table.
 
 from __future__ import annotations
 
+import causal_rewards as cr
 import numpy as np
 import pytest
 import torch
-
-import causal_rewards as cr
 from baselines import paper_loop_mmd
 
 SIZES = [(n, m) for n in (256, 1024, 4096) for m in (10, 30)]

@@ -49,7 +49,7 @@ def pair_mmd(x, y, kernel, bandwidths, estimator):
             return None
         total = 0.0
         for i in range(m):
-            k = lambda a, b: kernel_matrix([a], [b], kernel, bandwidths)[0, 0]  # noqa: E731
+            k = lambda a, b: kernel_matrix([a], [b], kernel, bandwidths)[0, 0]
             total += k(x[2 * i], x[2 * i + 1]) + k(y[2 * i], y[2 * i + 1])
             total -= k(x[2 * i], y[2 * i + 1]) + k(x[2 * i + 1], y[2 * i])
         return total / m
@@ -60,7 +60,7 @@ def pair_mmd(x, y, kernel, bandwidths, estimator):
         return kxx.mean() + kyy.mean() - 2 * kxy.mean()
     if nx < 2 or ny < 2:
         return None
-    within = lambda k, n: (k.sum() - np.trace(k)) / (n * (n - 1))  # noqa: E731
+    within = lambda k, n: (k.sum() - np.trace(k)) / (n * (n - 1))
     return within(kxx, nx) + within(kyy, ny) - 2 * kxy.mean()
 
 

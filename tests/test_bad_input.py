@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import causal_rewards as cr
 import numpy as np
 import pytest
-
-import causal_rewards as cr
 
 R = np.array([0.1, 0.5, -0.3, 1.2])
 B = np.array([0, 1, 0, 1])

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import itertools
 
-import numpy as np
-import pytest
-
 import causal_rewards as cr
 import mmd_reference as ref
+import numpy as np
+import pytest
 
 KERNELS = ["rbf", "laplacian", "imq", "energy"]
 ESTIMATORS = ["biased", "unbiased", "linear"]
@@ -40,8 +39,8 @@ def close(actual, expected, rtol=1e-9, atol=1e-11):
 def test_matches_brute_force(kernel, estimator, reduction, bandwidth, grouped):
     for seed in range(3):
         rewards, bins, m, groups = make_batch(seed * 7 + len(kernel), num_groups=3 if grouped else None)
-        kwargs = dict(num_bins=m, groups=groups, kernel=kernel, bandwidth=bandwidth, estimator=estimator,
-                      reduction=reduction)
+        kwargs = {"num_bins": m, "groups": groups, "kernel": kernel, "bandwidth": bandwidth, "estimator": estimator,
+                      "reduction": reduction}
         got = cr.pairwise_bin_mmd(rewards, bins, **kwargs)
         expected = ref.pairwise_bin_mmd(rewards, bins, **kwargs)
         # Offsets of 1e4 lose digits in r_i - r_j for any float64 implementation.
@@ -59,7 +58,7 @@ def test_gradient_matches_finite_differences(kernel, estimator, reduction, group
     bins = np.arange(n) % m
     groups = rng.integers(0, 2, size=n) if grouped else None
     bandwidths = ref.resolve_bandwidths(rewards, "median")  # a constant for gradients
-    kwargs = dict(num_bins=m, groups=groups, kernel=kernel, estimator=estimator, reduction=reduction)
+    kwargs = {"num_bins": m, "groups": groups, "kernel": kernel, "estimator": estimator, "reduction": reduction}
     value, grad = cr.pairwise_bin_mmd_value_and_grad(rewards, bins, bandwidth="median", **kwargs)
     expected = ref.finite_difference_grad(
         lambda r: ref.pairwise_bin_mmd(r, bins, bandwidth=bandwidths, **kwargs), rewards)
@@ -71,7 +70,7 @@ def test_gradient_matches_finite_differences(kernel, estimator, reduction, group
 def test_value_and_grad_agrees_with_value_for_every_option():
     rewards, bins, m, groups = make_batch(4, n=50, num_groups=2)
     for kernel, estimator, reduction in itertools.product(KERNELS, ESTIMATORS, ["mean", "sum", "max"]):
-        kwargs = dict(num_bins=m, groups=groups, kernel=kernel, estimator=estimator, reduction=reduction)
+        kwargs = {"num_bins": m, "groups": groups, "kernel": kernel, "estimator": estimator, "reduction": reduction}
         value, _ = cr.pairwise_bin_mmd_value_and_grad(rewards, bins, **kwargs)
         assert value == pytest.approx(cr.pairwise_bin_mmd(rewards, bins, **kwargs), rel=1e-12, abs=1e-14)
 
@@ -82,7 +81,7 @@ def test_ties_and_large_offsets():
     bins = rng.integers(0, 4, size=80)
     for kernel in KERNELS:
         for estimator in ESTIMATORS:
-            kwargs = dict(kernel=kernel, estimator=estimator, bandwidth="median", reduction="none")
+            kwargs = {"kernel": kernel, "estimator": estimator, "bandwidth": "median", "reduction": "none"}
             close(cr.pairwise_bin_mmd(rewards, bins, **kwargs), ref.pairwise_bin_mmd(rewards, bins, **kwargs),
                   rtol=1e-7, atol=1e-9)
 

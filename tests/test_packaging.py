@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def readme_commands():
     text = (ROOT / "README.md").read_text()
-    block = re.search(r"```(?:bash|sh)?\n(.*?)```", text, re.S)
+    block = re.search(r"```(?:bash|sh)?\n(.*?)```", text, re.DOTALL)
     assert block, "README must start with a code block holding the two commands"
     return [line for line in block.group(1).splitlines() if line.strip() and not line.startswith("#")]
 
@@ -48,5 +48,5 @@ def test_public_functions_have_docstrings():
 
 def test_cli_usage_error_exits_2():
     result = subprocess.run([sys.executable, "-m", "causal_rewards.cli", "no-such-command"],
-                            capture_output=True, text=True)
+                            capture_output=True, text=True, check=False)
     assert result.returncode == 2

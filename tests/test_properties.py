@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
+import causal_rewards as cr
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-import causal_rewards as cr
 
 KERNELS = ["rbf", "laplacian", "imq", "energy"]
 
@@ -40,7 +39,7 @@ def test_invariant_to_shuffling_samples(batch, kernel, estimator, random):
     rewards, bins, m = batch
     order = list(range(len(rewards)))
     random.shuffle(order)
-    kwargs = dict(num_bins=m, kernel=kernel, estimator=estimator, reduction="none", bandwidth="median")
+    kwargs = {"num_bins": m, "kernel": kernel, "estimator": estimator, "reduction": "none", "bandwidth": "median"}
     np.testing.assert_allclose(cr.pairwise_bin_mmd(rewards[order], bins[order], **kwargs),
                                cr.pairwise_bin_mmd(rewards, bins, **kwargs), rtol=1e-9, atol=1e-9, equal_nan=True)
 
@@ -61,7 +60,7 @@ def test_zero_when_every_bin_holds_the_same_multiset(values, num_bins, kernel):
        st.floats(min_value=-100, max_value=100))
 def test_shift_invariance(batch, kernel, estimator, shift):
     rewards, bins, m = batch
-    kwargs = dict(num_bins=m, kernel=kernel, estimator=estimator, reduction="none", bandwidth="median")
+    kwargs = {"num_bins": m, "kernel": kernel, "estimator": estimator, "reduction": "none", "bandwidth": "median"}
     np.testing.assert_allclose(cr.pairwise_bin_mmd(rewards + shift, bins, **kwargs),
                                cr.pairwise_bin_mmd(rewards, bins, **kwargs), rtol=1e-7, atol=1e-9, equal_nan=True)
 

@@ -2,13 +2,14 @@
 normalised by the Python layer; values (NaN, ranges) are checked here and raise ValueError."""
 
 from collections.abc import Sequence
+from typing import TypeAlias
 
 import numpy as np
 import numpy.typing as npt
 
-_Rewards = npt.NDArray[np.float64] | npt.NDArray[np.float32]
-_Labels = npt.NDArray[np.int64]
-_Bandwidth = Sequence[float] | str
+_Rewards: TypeAlias = npt.NDArray[np.float64] | npt.NDArray[np.float32]
+_Labels: TypeAlias = npt.NDArray[np.int64]
+_Bandwidth: TypeAlias = Sequence[float] | str
 
 def pairwise_bin_mmd(
     rewards: _Rewards,

@@ -15,7 +15,11 @@ pub trait RewardColumn: Sync {
 /// A column of integer labels (bins or groups) read in place.
 pub trait LabelColumn: Sync {
     fn len(&self) -> usize;
+    /// The i-th label (i < len).
     fn get(&self, i: usize) -> i64;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 // Owned vectors and fixed arrays are columns as they are (dyn needs a sized type).

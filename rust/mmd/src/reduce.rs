@@ -47,7 +47,8 @@ pub fn reduce(
         let base = g * m * m;
         let pairs: Vec<(usize, f64)> = (0..m)
             .flat_map(|p| (p + 1..m).map(move |q| base + p * m + q))
-            .filter_map(|at| (!matrix[at].is_nan()).then(|| (at, matrix[at])))
+            .filter(|&at| !matrix[at].is_nan())
+            .map(|at| (at, matrix[at]))
             .collect();
         if pairs.is_empty() {
             continue;

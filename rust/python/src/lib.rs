@@ -125,6 +125,14 @@ fn matrix_array<'py>(
     Ok(array.into_pyarray(py))
 }
 
+/// (value, (G, M, M) matrix, gradient, bandwidths used).
+type ValueAndGrad<'py> = (
+    f64,
+    Bound<'py, PyArray3<f64>>,
+    Bound<'py, PyArray1<f64>>,
+    Vec<f64>,
+);
+
 type Result3<'py> = (Option<f64>, Bound<'py, PyArray3<f64>>, Vec<f64>);
 
 /// (value or None, (G, M, M) matrix, bandwidths used).
@@ -167,12 +175,7 @@ fn pairwise_bin_mmd_value_and_grad<'py>(
     bandwidth: &Bound<'py, PyAny>,
     estimator: &str,
     reduction: &str,
-) -> PyResult<(
-    f64,
-    Bound<'py, PyArray3<f64>>,
-    Bound<'py, PyArray1<f64>>,
-    Vec<f64>,
-)> {
+) -> PyResult<ValueAndGrad<'py>> {
     let options = options(kernel, bandwidth, estimator, reduction)?;
     let (stat, grad) = with_input(py, &rewards, &bins, &groups, num_bins, |input| {
         crm_mmd::pairwise_bin_mmd_value_and_grad(input, &options)
