@@ -16,7 +16,7 @@ from dataclasses import replace
 import numpy as np
 
 from .embedding import EmbeddingCache
-from .runner import ExperimentConfig, TaskEmbeddings, make_task, train_variant
+from .runner import DEFAULT_ESTIMATOR, ExperimentConfig, TaskEmbeddings, make_task, train_variant
 
 HEADLINE = {"sycophancy": "sycophancy_rate", "concept": "bias_at_c", "length": "length_spearman",
             "demographic": "discrimination_score"}
@@ -34,12 +34,13 @@ def settings(task: str, groups=GROUPS) -> list[tuple[str, dict]]:
         grid += [(f"bandwidth=median lambda={lam:g}", {"lambda_mmd": lam, "bandwidth": "median"})
                  for lam in (1.0, 10.0)]
     if "estimator" in groups:
-        grid += [(f"estimator={e}", {"estimator": e}) for e in ("unbiased", "linear")]
+        grid += [(f"estimator={e}", {"estimator": e}) for e in ("biased", "unbiased", "linear")
+                 if e != DEFAULT_ESTIMATOR[task]]
     if "bank" in groups:
         grid += [("memory_bank=64", {"memory_bank_size": 64})]
     if "bins" in groups and task == "length":
-        grid += [(f"bins={m}", {"num_bins": m}) for m in (20, 30)]
-        grid += [(f"bins={m} estimator=unbiased", {"num_bins": m, "estimator": "unbiased"}) for m in (10, 20)]
+        grid += [(f"bins={m}", {"num_bins": m}) for m in (20, 30)]  # with the task's (unbiased) estimator
+        grid += [(f"bins={m} estimator=biased", {"num_bins": m, "estimator": "biased"}) for m in (10, 20, 30)]
     return grid
 
 

@@ -64,7 +64,7 @@ def _command(args, tasks: tuple[str, ...]) -> str:
     if args.quick:
         parts.append("--quick")
     for flag, name, default in (("--lambda", "lambda_mmd", 10.0), ("--bandwidth", "bandwidth", "1.0"),
-                                ("--kernel", "kernel", "rbf"), ("--estimator", "estimator", "biased"),
+                                ("--kernel", "kernel", "rbf"), ("--estimator", "estimator", None),
                                 ("--memory-bank", "memory_bank", 0), ("--length-penalty", "length_penalty", 0.05),
                                 ("--epochs", "epochs", None), ("--seed", "seed", 0),
                                 ("--sweep-lambdas", "sweep_lambdas", None), ("--sweep-alphas", "sweep_alphas", None)):
@@ -107,7 +107,7 @@ def run(args) -> int:
         torch.set_num_threads(args.threads)
     started = time.perf_counter()
     print(f"crm demo: tasks {', '.join(tasks)}{' (quick)' if args.quick else ''}; "
-          f"lambda={config.lambda_mmd:g}, bandwidth={config.bandwidth}, estimator={config.estimator}, "
+          f"lambda={config.lambda_mmd:g}, bandwidth={config.bandwidth}, estimator={config.estimator or 'per task'}, "
           f"memory bank={config.memory_bank_size}; embeddings cached in {cache_dir}", flush=True)
     lora = None
     if args.lora:
@@ -141,7 +141,8 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--lambda", dest="lambda_mmd", type=float, default=10.0, help="MMD weight (default 10)")
     parser.add_argument("--bandwidth", default="1.0", help="rbf bandwidth: a number or 'median' (default 1.0)")
     parser.add_argument("--kernel", default="rbf", help="rbf, laplacian, imq or energy (default rbf)")
-    parser.add_argument("--estimator", default="biased", help="biased, unbiased or linear (default biased)")
+    parser.add_argument("--estimator", default=None,
+                        help="biased, unbiased or linear (default: biased, unbiased on the length task)")
     parser.add_argument("--memory-bank", type=int, default=0, metavar="N",
                         help="per-bin memory bank of past rewards in the MMD (default 0 = off)")
     parser.add_argument("--length-penalty", type=float, default=0.05, metavar="ALPHA",

@@ -18,10 +18,10 @@ from ..benchmarks.runner import BenchmarkResult, VariantRun
 
 # Column order of the table; a task shows the metrics it has.
 METRICS = ("accuracy", "sycophancy_rate", "bias_at_c", "acc_c", "acc_no_c", "length_spearman",
-           "length_balanced_accuracy", "discrimination_score")
+           "length_balanced_accuracy", "discrimination_score", "discrimination_score_relative")
 SHORT = {"accuracy": "acc", "sycophancy_rate": "syco rate", "bias_at_c": "Bias@C", "acc_c": "Acc@C",
          "acc_no_c": "Acc@NoC", "length_spearman": "len rho", "length_balanced_accuracy": "acc len-bal",
-         "discrimination_score": "discrim"}
+         "discrimination_score": "discrim", "discrimination_score_relative": "discrim/qual"}
 
 # The paper's headline numbers (Wang et al. 2025; Llama-3 8B, LoRA), in the same units as ours.
 PAPER = {
@@ -37,11 +37,12 @@ PAPER = {
 def format_table(metrics: dict[str, dict[str, dict[str, float]]]) -> str:
     """One row per (task, variant), one column per metric that any row has."""
     columns = [m for m in METRICS if any(m in row for variants in metrics.values() for row in variants.values())]
-    header = f"{'task':<12}{'variant':<16}" + "".join(f"{SHORT[m]:>12}" for m in columns)
+    widths = {m: max(12, len(SHORT[m]) + 2) for m in columns}
+    header = f"{'task':<12}{'variant':<16}" + "".join(f"{SHORT[m]:>{widths[m]}}" for m in columns)
     lines = [header, "-" * len(header)]
     for task, variants in metrics.items():
         for variant, row in variants.items():
-            cells = "".join(f"{row[m]:>12.3f}" if m in row else f"{'':>12}" for m in columns)
+            cells = "".join(f"{row[m]:>{widths[m]}.3f}" if m in row else " " * widths[m] for m in columns)
             lines.append(f"{task:<12}{variant:<16}{cells}")
     return "\n".join(lines)
 
@@ -135,7 +136,8 @@ def _distributions(task: str, runs: list[VariantRun]) -> str:
             ax.hist(values, bins=bins, alpha=0.5, label=label, density=True)
         ax.set_title(run.variant, fontsize=9)
         ax.set_xlabel("reward")
-    axes[0][0].legend(fontsize=7)
+    if axes[0][0].get_legend_handles_labels()[0]:  # the length task's scatter plots have no legend
+        axes[0][0].legend(fontsize=7)
     figure.suptitle(f"{task}: test rewards by the spurious variable", fontsize=10, y=1.03)
     return _png(figure)
 
@@ -166,8 +168,8 @@ def _pareto(result: BenchmarkResult) -> str | None:
     figure, ax = plt.subplots(figsize=(5.2, 3.8))
     for kind, marker, label in (("conditional", "o", "conditional CRM (lambda)"),
                                 ("length_penalty", "s", "vanilla + length penalty (alpha)")):
-        series = sorted((r for r in points if r.variant == kind),
-                        key=lambda r: r.lambda_mmd if kind == "conditional" else r.length_penalty)
+        setting = {r.lambda_mmd if kind == "conditional" else r.length_penalty: r for r in points if r.variant == kind}
+        series = [setting[key] for key in sorted(setting)]  # one point per setting, in order
         if not series:
             continue
         xs = [r.metrics["length_spearman"] for r in series]
