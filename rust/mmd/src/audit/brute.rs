@@ -55,8 +55,9 @@ fn audit_with_limit(
         .map(|g| data.group(g).len())
         .max()
         .unwrap_or(0);
-    if options.permutations > 0 && largest * largest > matrix_entries {
-        // Too large to keep the kernel matrix: every permutation sweeps all pairs again.
+    if options.permutations == 0 || largest * largest > matrix_entries {
+        // No permutation needs the kernel matrix, or it is too large to keep: every permutation
+        // (if any) sweeps all pairs again, in O(n) memory.
         let test = permutation_test(&evaluator, &core_sums, options, |rng: &mut Rng| {
             let mut labels = data.labels.clone();
             for g in 0..data.num_groups {
