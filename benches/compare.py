@@ -127,8 +127,8 @@ def run_regulariser(bench, plan, args):
     unavailable = {
         "geomloss_tensorized": bench.runtime.importable("geomloss"),
         "geomloss_online": bench.runtime.importable("geomloss") or bench.runtime.importable("pykeops"),
-        "crm_torch_rust": bench.runtime.importable("causal_rewards.torch_ops"),
-        "crm_torch_ref": bench.runtime.importable("causal_rewards.torch_ops"),
+        "crm_torch_rust": bench.runtime.importable("causal_rewards.ops.torch_ops"),
+        "crm_torch_ref": bench.runtime.importable("causal_rewards.ops.torch_ops"),
     }
     for n in plan["n"]:
         for num_bins in plan["M"]:

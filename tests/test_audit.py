@@ -11,6 +11,7 @@ import causal_rewards as cr
 import numpy as np
 import pandas as pd
 import pytest
+from causal_rewards import _io
 from causal_rewards.audit import report as report_module
 from causal_rewards.cli import main as crm
 
@@ -388,7 +389,7 @@ def test_outputs_are_never_partial(tmp_path, monkeypatch):
     def fail(*args):
         raise OSError("disk full")
 
-    monkeypatch.setattr(report_module.os, "replace", fail)
+    monkeypatch.setattr(_io.os, "replace", fail)
     with pytest.raises(OSError):
         rep.to_json(target)
     assert target.read_text() == "previous" and sorted(os.listdir(tmp_path)) == ["r.json"]

@@ -11,7 +11,8 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import causal_rewards as cr
-from causal_rewards import torch_ops
+from causal_rewards.ops import torch_ops
+from causal_rewards.options import MmdOptions
 
 KERNELS = ["rbf", "laplacian", "imq", "energy"]
 ESTIMATORS = ["biased", "unbiased", "linear"]
@@ -336,7 +337,7 @@ def test_matrix_op_traces_with_data_dependent_sizes():
     b, g = torch.arange(20) % 3, torch.arange(20) // 10
 
     def matrix(r, b, g):
-        return torch_ops.dispatch_pairwise(r, b, None, g, "rbf", [1.0], "biased", "none", "auto")
+        return torch_ops.dispatch_pairwise(r, b, None, g, MmdOptions.of(reduction="none"))
 
     compiled = torch.compile(matrix, fullgraph=True, backend="aot_eager")(r, b, g)
     eager = matrix(r, b, g)

@@ -27,7 +27,7 @@ def limit_threads(threads: int) -> None:
 #: imported once before any fork (never computed with, so no thread pool exists at fork time): the
 #: children start in milliseconds, and their memory cap is measured from a process that already
 #: holds these libraries' address space
-HEAVY_MODULES = ("numpy", "torch", "causal_rewards", "causal_rewards.torch_ops", "causal_rewards.audit", "geomloss",
+HEAVY_MODULES = ("numpy", "torch", "causal_rewards", "causal_rewards.ops.torch_ops", "causal_rewards.audit", "geomloss",
                  "pykeops.torch", "hyppo.ksample", "dcor", "alibi_detect.cd", "matplotlib")
 
 

@@ -1,71 +1,14 @@
-"""Input checks shared by every entry point: types and shapes here, values (NaN, ranges) in the core.
+"""Input arrays of every entry point: types and shapes here, values (NaN, ranges) in the core, options in
+``options``.
 
 Each error names the argument and, where it applies, the position that is wrong.
 """
 
 from __future__ import annotations
 
-import math
-import numbers
 from collections.abc import Sequence
 
 import numpy as np
-
-KERNELS = ("rbf", "laplacian", "imq", "energy")
-ESTIMATORS = ("biased", "unbiased", "linear")
-REDUCTIONS = ("mean", "sum", "max", "none")
-BACKENDS = ("auto", "rust", "triton", "torch")
-
-
-def _choice(name: str, value: object, allowed: tuple[str, ...]) -> str:
-    if not isinstance(value, str) or value not in allowed:
-        expected = ", ".join(repr(a) for a in allowed)
-        raise ValueError(f"unknown {name} {value!r}: expected one of {expected}")
-    return value
-
-
-def check_options(kernel, bandwidth, estimator, reduction, backend="auto"):
-    """Normalises the options; bandwidth becomes a list of floats or the string "median"."""
-    kernel = _choice("kernel", kernel, KERNELS)
-    estimator = _choice("estimator", estimator, ESTIMATORS)
-    reduction = _choice("reduction", reduction, REDUCTIONS)
-    backend = _choice("backend", backend, BACKENDS)
-    return kernel, check_bandwidth(bandwidth, kernel), estimator, reduction, backend
-
-
-def check_bandwidth(bandwidth, kernel: str = "rbf"):
-    if isinstance(bandwidth, str):
-        if bandwidth != "median":
-            raise ValueError(f"unknown bandwidth {bandwidth!r}: expected a number > 0, a sequence of them, or 'median'")
-        return "median"
-    if isinstance(bandwidth, numbers.Real) and not isinstance(bandwidth, bool):
-        values = [float(bandwidth)]
-    elif isinstance(bandwidth, (Sequence, np.ndarray)) and not isinstance(bandwidth, (str, bytes)):
-        values = []
-        for i, b in enumerate(np.asarray(bandwidth, dtype=object).reshape(-1)):
-            if not isinstance(b, numbers.Real) or isinstance(b, bool):
-                raise TypeError(f"bandwidth[{i}] must be a number, got {type(b).__name__}")
-            values.append(float(b))
-        if not values:
-            raise ValueError("bandwidth is an empty sequence")
-    else:
-        raise TypeError(f"bandwidth must be a number, a sequence of numbers or 'median', got {type(bandwidth).__name__}")
-    if kernel != "energy":  # the energy kernel has no bandwidth
-        for i, b in enumerate(values):
-            if not (math.isfinite(b) and b > 0):
-                where = "bandwidth" if len(values) == 1 else f"bandwidth[{i}]"
-                raise ValueError(f"{where} must be finite and > 0, got {b}")
-    return values
-
-
-def check_num_bins(num_bins):
-    if num_bins is None:
-        return None
-    if not isinstance(num_bins, numbers.Integral) or isinstance(num_bins, bool):
-        raise TypeError(f"num_bins must be an integer, got {type(num_bins).__name__}")
-    if num_bins < 2:
-        raise ValueError(f"num_bins must be >= 2, got {num_bins}")
-    return int(num_bins)
 
 
 def _as_array(values, name: str) -> np.ndarray:
@@ -78,7 +21,7 @@ def _as_array(values, name: str) -> np.ndarray:
             raise TypeError(f"{name} must be a 1-D sequence of numbers: {error}") from None
         if array.size == 0:
             array = array.astype(np.float64)
-    elif hasattr(values, "__array__") and not _is_tensor(values):
+    elif hasattr(values, "__array__") and not is_tensor(values):
         array = np.asarray(values)
     else:
         raise TypeError(f"{name} must be a 1-D numpy array, torch tensor or sequence, got {type(values).__name__}")
@@ -116,9 +59,10 @@ def as_labels(values, name: str) -> np.ndarray:
     return array
 
 
-def _is_tensor(value) -> bool:
+def is_tensor(value) -> bool:
+    """A torch tensor, recognised without importing torch (an optional extra)."""
     return type(value).__module__.startswith("torch") and hasattr(value, "device")
 
 
 def any_tensor(*values) -> bool:
-    return any(_is_tensor(v) for v in values)
+    return any(is_tensor(v) for v in values)

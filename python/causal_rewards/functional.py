@@ -10,7 +10,7 @@ For bins P and Q with S_AB = sum_{a in A, b in B} k(a, b):
 
 and kernels of d = a - b: rbf exp(-d^2 / (2 s^2)), laplacian exp(-|d| / s), imq (1 + d^2 / s^2)^(-1/2),
 energy -|d|. NumPy input runs in the Rust core; torch tensors go through the differentiable op in
-``causal_rewards.torch_ops`` (Rust on CPU, Triton on CUDA).
+``causal_rewards.ops.torch_ops`` (Rust on CPU, Triton on CUDA).
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from __future__ import annotations
 import numpy as np
 
 from . import _core
-from ._validation import any_tensor, as_labels, as_rewards, check_num_bins, check_options
+from ._validation import any_tensor, as_labels, as_rewards
+from .options import MmdOptions, check_num_bins
 
 
 def pairwise_bin_mmd(
@@ -58,13 +59,14 @@ def pairwise_bin_mmd(
         >>> round(pairwise_bin_mmd([0.1, 0.2, 1.5, 1.7], [0, 0, 1, 1]), 4)
         1.2838
     """
-    options = check_options(kernel, bandwidth, estimator, reduction, backend)
-    if any_tensor(rewards, bins, groups) or options[4] in ("torch", "triton"):
-        from . import torch_ops
+    options = MmdOptions.of(kernel, bandwidth, estimator, reduction, backend)
+    num_bins = check_num_bins(num_bins)
+    if _on_torch(options, rewards, bins, groups):
+        from .ops import torch_ops
 
-        return torch_ops.dispatch_pairwise(rewards, bins, num_bins, groups, *options)
-    value, matrix, _ = _rust_pairwise(rewards, bins, num_bins, groups, *options[:3], reduction=options[3])
-    if options[3] == "none":
+        return torch_ops.dispatch_pairwise(rewards, bins, num_bins, groups, options)
+    value, matrix, _ = _core.pairwise_bin_mmd(*_arrays(rewards, bins, groups), num_bins, *_core_options(options))
+    if options.reduction == "none":
         return matrix if groups is not None else matrix[0]
     return value
 
@@ -86,17 +88,15 @@ def pairwise_bin_mmd_value_and_grad(
     Same arguments as ``pairwise_bin_mmd``; reduction must be a scalar one. Returns
     (value: float, grad: float64 ndarray shaped like rewards); for torch input, tensors.
     """
-    options = check_options(kernel, bandwidth, estimator, reduction, backend)
-    if options[3] == "none":
-        raise ValueError("reduction='none' has no scalar value to differentiate: use 'mean', 'sum' or 'max'")
-    if any_tensor(rewards, bins, groups) or options[4] in ("torch", "triton"):
-        from . import torch_ops
+    options = MmdOptions.of(kernel, bandwidth, estimator, reduction, backend)
+    options.require_scalar("has no scalar value to differentiate")
+    num_bins = check_num_bins(num_bins)
+    if _on_torch(options, rewards, bins, groups):
+        from .ops import torch_ops
 
-        return torch_ops.dispatch_value_and_grad(rewards, bins, num_bins, groups, *options)
-    kernel, bandwidth, estimator, reduction, _ = options
-    r, b, g = _arrays(rewards, bins, groups)
+        return torch_ops.dispatch_value_and_grad(rewards, bins, num_bins, groups, options)
     value, _, grad, _ = _core.pairwise_bin_mmd_value_and_grad(
-        r, b, g, check_num_bins(num_bins), kernel, bandwidth, estimator, reduction
+        *_arrays(rewards, bins, groups), num_bins, *_core_options(options)
     )
     return value, grad
 
@@ -108,11 +108,11 @@ def mmd(x, y, *, kernel="rbf", bandwidth=1.0, estimator="biased"):
         >>> round(mmd([0.0, 0.1], [3.0, 3.1]), 4)
         1.9723
     """
-    options = check_options(kernel, bandwidth, estimator, "sum")
+    options = MmdOptions.of(kernel, bandwidth, estimator, "sum")
     if any_tensor(x, y):
-        from . import torch_ops
+        from .ops import torch_ops
 
-        return torch_ops.dispatch_mmd(x, y, *options[:3])
+        return torch_ops.dispatch_mmd(x, y, options)
     xs, ys = as_rewards(x, "x"), as_rewards(y, "y")
     for name, sample in (("x", xs), ("y", ys)):
         bad = np.flatnonzero(~np.isfinite(sample))
@@ -121,7 +121,7 @@ def mmd(x, y, *, kernel="rbf", bandwidth=1.0, estimator="biased"):
             raise ValueError(f"{name}[{bad[0]}] is {value}: values must be finite")
     rewards = np.concatenate([xs.astype(np.float64, copy=False), ys.astype(np.float64, copy=False)])
     bins = np.repeat(np.array([0, 1], dtype=np.int64), [xs.size, ys.size])
-    value, _, _ = _rust_pairwise(rewards, bins, 2, None, *options[:3], reduction="sum")
+    value, _, _ = _core.pairwise_bin_mmd(rewards, bins, None, 2, *_core_options(options))
     return value
 
 
@@ -130,17 +130,16 @@ def median_bandwidth(rewards) -> float:
     return _core.median_bandwidth(np.asarray(as_rewards(rewards), dtype=np.float64))
 
 
+def _on_torch(options: MmdOptions, *values) -> bool:
+    """Tensors, and the backends that only exist for tensors, go through the torch ops."""
+    return any_tensor(*values) or options.backend in ("torch", "triton")
+
+
+def _core_options(options: MmdOptions) -> tuple:
+    """(kernel, bandwidth, estimator, reduction) as the core's functions take them."""
+    return options.kernel, options.core_bandwidth, options.estimator, options.reduction
+
+
 def _arrays(rewards, bins, groups):
-    r = as_rewards(rewards)
-    b = as_labels(bins, "bins")
-    g = None if groups is None else as_labels(groups, "groups")
-    if b.shape[0] != r.shape[0]:
-        raise ValueError(f"bins has length {b.shape[0]} but rewards has length {r.shape[0]}")
-    if g is not None and g.shape[0] != r.shape[0]:
-        raise ValueError(f"groups has length {g.shape[0]} but rewards has length {r.shape[0]}")
-    return r, b, g
-
-
-def _rust_pairwise(rewards, bins, num_bins, groups, kernel, bandwidth, estimator, *, reduction):
-    r, b, g = _arrays(rewards, bins, groups)
-    return _core.pairwise_bin_mmd(r, b, g, check_num_bins(num_bins), kernel, bandwidth, estimator, reduction)
+    """Types and shapes checked here; lengths and values by the core."""
+    return as_rewards(rewards), as_labels(bins, "bins"), None if groups is None else as_labels(groups, "groups")

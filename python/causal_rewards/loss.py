@@ -16,7 +16,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-from ._validation import check_num_bins, check_options
+from .options import MmdOptions, check_num_bins
 
 
 class CausalRewardOutput(NamedTuple):
@@ -89,22 +89,20 @@ class CausalRewardLoss(torch.nn.Module):
         super().__init__()
         if not isinstance(lambda_mmd, (int, float)) or isinstance(lambda_mmd, bool) or not lambda_mmd >= 0:
             raise ValueError(f"lambda_mmd must be a number >= 0, got {lambda_mmd!r}")
-        options = check_options(kernel, bandwidth, estimator, reduction, backend)
-        if options[3] == "none":
-            raise ValueError("reduction='none' gives a matrix, not a loss: use 'mean', 'sum' or 'max'")
+        self.options = MmdOptions.of(kernel, bandwidth, estimator, reduction, backend)
+        self.options.require_scalar("gives a matrix, not a loss")
         self.lambda_mmd = float(lambda_mmd)
         self.conditional = bool(conditional)
-        self.kernel, self.bandwidth, self.estimator, self.reduction, self.backend = options
         self.num_bins = check_num_bins(num_bins)
 
     def extra_repr(self) -> str:
         return (
-            f"lambda_mmd={self.lambda_mmd}, conditional={self.conditional}, kernel={self.kernel!r}, "
-            f"estimator={self.estimator!r}, reduction={self.reduction!r}, num_bins={self.num_bins}"
+            f"lambda_mmd={self.lambda_mmd}, conditional={self.conditional}, kernel={self.options.kernel!r}, "
+            f"estimator={self.options.estimator!r}, reduction={self.options.reduction!r}, num_bins={self.num_bins}"
         )
 
     def forward(self, r_chosen, r_rejected, bins_chosen, bins_rejected, margin=None) -> CausalRewardOutput:
-        from . import torch_ops
+        from .ops import torch_ops
 
         r_chosen = _rewards_1d(r_chosen, "r_chosen")
         r_rejected = _rewards_1d(r_rejected, "r_rejected")
@@ -125,16 +123,6 @@ class CausalRewardLoss(torch.nn.Module):
         if self.conditional:
             # group 0 = chosen, 1 = rejected: the statistic is computed within each and averaged
             groups = torch.cat([torch.zeros_like(bins_chosen), torch.ones_like(bins_rejected)])
-        mmd = torch_ops.dispatch_pairwise(
-            rewards,
-            bins,
-            self.num_bins,
-            groups,
-            self.kernel,
-            self.bandwidth,
-            self.estimator,
-            self.reduction,
-            self.backend,
-        )
+        mmd = torch_ops.dispatch_pairwise(rewards, bins, self.num_bins, groups, self.options)
         mmd = mmd.to(preference_loss.dtype)
         return CausalRewardOutput(preference_loss + self.lambda_mmd * mmd, preference_loss, mmd)

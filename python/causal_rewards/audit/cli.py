@@ -6,22 +6,17 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .._validation import KERNELS
+from .._io import check_writable
 from ..binning import KINDS
+from ..options import KERNELS, parse_bandwidth
 from .engine import ENGINES, METHODS, audit
-from .report import check_writable
 
 
 def _bandwidth(text: str):
-    if text == "median":
-        return "median"
     try:
-        values = [float(v) for v in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"bandwidth must be 'median' or numbers separated by commas, got {text!r}"
-        )
-    return values[0] if len(values) == 1 else values
+        return parse_bandwidth(text, "--bandwidth")
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:

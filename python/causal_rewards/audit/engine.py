@@ -18,8 +18,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .. import _core
-from .._validation import KERNELS, check_bandwidth
-from .binning import ColumnSummary, CrossedBins, check_binning, check_num_bins
+from .._io import progress_bar
+from ..binning import Binner, CrossedBins, ValueSummary
+from ..options import KERNELS, check_bandwidth, check_num_bins
+from .binning import check_binning
 from .report import AuditReport
 from .sources import Chunk, Source, is_ray_dataset
 
@@ -86,7 +88,7 @@ class Plan:
     """Fitted bins and the method, decided after pass one."""
 
     bins: CrossedBins
-    groups: ColumnSummary | None
+    groups: Binner | None
     group_labels: list[str]
     method: str
     low: float
@@ -184,7 +186,7 @@ def make_spec(
         reward=reward,
         by=tuple(by_list),
         binning=check_binning(binning, by_list),
-        num_bins=check_num_bins(bins),
+        num_bins=check_num_bins(bins, "bins"),
         condition=condition,
         drop_nan=bool(drop_nan),
         kernel=kernel,
@@ -260,16 +262,17 @@ def scan_chunk(chunk: Chunk, spec: Spec) -> FirstPass:
     if rewards.size:
         result.low, result.high = float(rewards.min()), float(rewards.max())
     for column in spec.by:
-        summary = ColumnSummary(column, spec.binning[column])
-        if rewards.size:
-            summary.update(others[column], chunk.origin)
-        result.columns[column] = summary
+        result.columns[column] = _summary(chunk, others, column, spec.binning[column], rewards.size)
     if spec.condition:
-        summary = ColumnSummary(spec.condition, "categorical")
-        if rewards.size:
-            summary.update(others[spec.condition], chunk.origin)
-        result.columns[spec.condition] = summary
+        result.columns[spec.condition] = _summary(chunk, others, spec.condition, "categorical", rewards.size)
     return result
+
+
+def _summary(chunk: Chunk, others: dict, column: str, kind: str, rows: int) -> ValueSummary:
+    summary = ValueSummary(kind, f"column {column!r}")
+    if rows:
+        summary.update(others[column], f"{chunk.origin}: column {column!r}", chunk.offset)
+    return summary
 
 
 def make_plan(first: FirstPass, spec: Spec, origins: list[str]) -> Plan:
@@ -277,13 +280,12 @@ def make_plan(first: FirstPass, spec: Spec, origins: list[str]) -> Plan:
         where = ", ".join(origins[:3]) + (" ..." if len(origins) > 3 else "")
         extra = f" ({first.dropped} dropped for NaN)" if first.dropped else ""
         raise ValueError(f"{where}: no rows to audit{extra}")
-    bins = CrossedBins([first.columns[c].fit(spec.num_bins) for c in spec.by])
-    if bins.num_bins < 2:
-        raise ValueError(
-            f"by column(s) {', '.join(spec.by)} give a single bin (all values equal?): nothing to compare"
-        )
-    groups = first.columns.get(spec.condition) if spec.condition else None
-    group_labels = [f"{spec.condition}={v}" for v in groups.values.tolist()] if groups else ["all"]
+    binners = [Binner(spec.binning[c], spec.num_bins).fit_summary(first.columns[c]) for c in spec.by]
+    bins = CrossedBins(binners, list(spec.by))
+    groups = None
+    if spec.condition:
+        groups = Binner("categorical").fit_summary(first.columns[spec.condition], single_bin=True)
+    group_labels = [f"{spec.condition}={v}" for v in groups.categories_] if groups else ["all"]
     method = spec.method
     if method == "auto":
         if first.rows <= EXACT_MAX_ROWS:
@@ -302,9 +304,11 @@ def make_plan(first: FirstPass, spec: Spec, origins: list[str]) -> Plan:
 
 def build_chunk(chunk: Chunk, spec: Spec, plan: Plan) -> SecondPass:
     rewards, others, _ = clean_chunk(chunk, spec)
-    labels = plan.bins.transform(others, chunk.origin, chunk.offset)
+    labels = plan.bins.transform(others, f"{chunk.origin}: column ", chunk.offset)
     if spec.condition:
-        groups = plan.groups.fit(2).transform(others[spec.condition], chunk.origin, chunk.offset)
+        groups = plan.groups.transform(
+            others[spec.condition], f"{chunk.origin}: column {spec.condition!r}", chunk.offset
+        )
     else:
         groups = np.zeros(rewards.shape[0], dtype=np.int64)
     m = plan.bins.num_bins
@@ -339,10 +343,6 @@ def _with_progress(call, enabled: bool, permutations: int):
     """Runs the core call (which releases the GIL) in a thread while a bar follows its permutations."""
     if not enabled or permutations < 1:
         return call()
-    try:
-        from tqdm.auto import tqdm
-    except ModuleNotFoundError:
-        return call()
     outcome = {}
 
     def target():
@@ -353,7 +353,7 @@ def _with_progress(call, enabled: bool, permutations: int):
 
     worker = threading.Thread(target=target, daemon=True)
     worker.start()
-    with tqdm(total=permutations, desc="audit: permutations", file=sys.stderr) as bar:
+    with progress_bar(total=permutations, desc="audit: permutations", enabled=True) as bar:
         while worker.is_alive():
             worker.join(0.2)
             done, planned = _core.audit_progress()
@@ -414,13 +414,7 @@ def finish(
 
 
 def _progress(iterable, enabled, description):
-    if not enabled:
-        return iterable
-    try:
-        from tqdm.auto import tqdm
-    except ModuleNotFoundError:
-        return iterable
-    return tqdm(iterable, desc=description, unit="chunk", file=sys.stderr)
+    return progress_bar(iterable, enabled=enabled, desc=description, unit="chunk")
 
 
 def audit(

@@ -1,6 +1,5 @@
 """The audit report: numbers (attributes and JSON), a terminal summary, and a self-contained HTML
-page with embedded figures. Output files are written to a temporary file in the same directory and
-renamed into place, so a failed write never leaves a partial report.
+page with embedded figures. Output files are written whole or not at all (``causal_rewards._io``).
 """
 
 from __future__ import annotations
@@ -10,11 +9,11 @@ import html
 import io
 import json
 import math
-import os
-import tempfile
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from .._io import atomic_write
 
 #: The per-pair p-values are adjusted for multiple testing with Holm's step-down method.
 ADJUSTMENT = "holm"
@@ -47,41 +46,6 @@ def _json_value(value):
     if isinstance(value, np.integer):
         return int(value)
     return value
-
-
-def atomic_write(path, data: bytes | str) -> None:
-    """Writes data to path through a temporary file in the same directory, renamed into place."""
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        raise FileNotFoundError(f"{path}: directory {directory} does not exist")
-    if os.path.isdir(path):
-        raise IsADirectoryError(f"{path}: is a directory")
-    mode = "wb" if isinstance(data, bytes) else "w"
-    try:
-        handle, temporary = tempfile.mkstemp(dir=directory, prefix=".crm-", suffix=".tmp")
-    except OSError as error:
-        raise PermissionError(f"{path}: cannot write: {error.strerror}") from None
-    try:
-        with os.fdopen(handle, mode, **({} if mode == "wb" else {"encoding": "utf-8"})) as out:
-            out.write(data)
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
-
-
-def check_writable(path) -> None:
-    """Fails early (before any work) when path cannot be written."""
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        raise FileNotFoundError(f"{path}: directory {directory} does not exist")
-    if os.path.isdir(path):
-        raise IsADirectoryError(f"{path}: is a directory")
-    if not os.access(directory, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
-        raise PermissionError(f"{path}: not writable")
 
 
 @dataclass
@@ -191,7 +155,9 @@ class AuditReport:
             by=list(spec.by),
             condition=spec.condition,
             binning=dict(spec.binning),
-            bins=[axis.state() for axis in plan.bins.axes],
+            bins=[
+                {"column": name, **binner.state_dict()} for name, binner in zip(plan.bins.names, plan.bins.binners)
+            ],
             sources=list(origins),
             test_statistic=float(result["test_statistic"]),
             null_statistics=np.asarray(result["null_statistics"]),

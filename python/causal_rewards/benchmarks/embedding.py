@@ -18,10 +18,11 @@ import hashlib
 import io
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from .._io import atomic_write, progress_bar
 
 EMBEDDING_DIM = 384
 
@@ -86,14 +87,13 @@ class SentenceEncoder:
     def encode(self, texts: list[str], *, progress: bool = False, description: str = "embedding") -> np.ndarray:
         """float32 array (len(texts), 384) of unit-norm embeddings, in the order of ``texts``."""
         import torch
-        from tqdm.auto import tqdm
 
         texts = _check_texts(texts)
         out = np.zeros((len(texts), EMBEDDING_DIM), dtype=np.float32)
         # Longest first and in length order, so that each batch pads little.
         order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
-        with torch.inference_mode(), tqdm(total=len(texts), desc=description, disable=not progress,
-                                          unit="text", leave=False) as bar:
+        with torch.inference_mode(), progress_bar(total=len(texts), desc=description, enabled=progress,
+                                                  unit="text", leave=False) as bar:
             for start in range(0, len(order), self.batch_size):
                 index = order[start:start + self.batch_size]
                 batch = self.tokenize([texts[i] for i in index]).to(self.device)
@@ -157,9 +157,10 @@ class EmbeddingCache:
         if table is None:
             self.misses += 1
             table = self._assemble(unique, progress=progress, description=description)
-            _atomic_write(self.cache_dir / f"{key}.texts.json",
+            self.cache_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write(self.cache_dir / f"{key}.texts.json",
                           json.dumps({"model": self._model_fingerprint(), "texts": unique}).encode("utf-8"))
-            _atomic_write(path, _npy_bytes(table))
+            atomic_write(path, _npy_bytes(table))
         else:
             self.hits += 1
         row = {text: i for i, text in enumerate(unique)}
@@ -211,15 +212,3 @@ def _npy_bytes(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write to a temporary file in the same folder, then rename: never a partial cache file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from .._io import progress_bar
 from .concept import make_concept
 from .data import BiasTask, PairSplit, ResponseSplit, word_count
 from .demographic import make_demographic
@@ -241,8 +242,6 @@ def run_benchmark(tasks=DEFAULT_TASKS, *, config: ExperimentConfig | None = None
     cache: the embedding cache (default: one under ``cache_dir``). lora: a ``lora.LoraConfig`` to
     fine-tune the encoder with LoRA instead of training a head on frozen embeddings.
     """
-    from tqdm.auto import tqdm
-
     config = config or ExperimentConfig()
     tasks = tuple(tasks)
     for name in tasks:
@@ -254,7 +253,7 @@ def run_benchmark(tasks=DEFAULT_TASKS, *, config: ExperimentConfig | None = None
     metrics: dict = {}
     runs: list[VariantRun] = []
     sweep: list[VariantRun] = []
-    with tqdm(total=total, desc="crm demo", unit="model", disable=not progress) as bar:
+    with progress_bar(total=total, desc="crm demo", unit="model", enabled=progress) as bar:
         for name in tasks:
             task = make_task(name, quick=quick, seed=config.seed)
             if lora is None:

@@ -13,6 +13,9 @@ import sys
 import time
 from pathlib import Path
 
+from .._io import check_writable
+from ..options import MmdOptions, parse_bandwidth
+
 DEFAULT_OUT = "crm-demo-out"
 DEFAULT_SWEEP_LAMBDAS = (1.0, 3.0, 10.0, 30.0, 100.0)
 DEFAULT_SWEEP_ALPHAS = (0.01, 0.03, 0.1, 0.3)
@@ -26,18 +29,6 @@ def _floats(text: str) -> tuple[float, ...]:
     if not values or any(v < 0 for v in values):
         raise ValueError(f"expected non-negative numbers, got {text!r}")
     return values
-
-
-def _bandwidth(text: str):
-    if text == "median":
-        return text
-    try:
-        value = float(text)
-    except ValueError:
-        raise ValueError(f"--bandwidth must be a number > 0 or 'median', got {text!r}") from None
-    if not value > 0:
-        raise ValueError(f"--bandwidth must be > 0, got {text}")
-    return value
 
 
 def _tasks(requested: list[str] | None, sweep: bool) -> tuple[str, ...]:
@@ -88,8 +79,10 @@ def run(args) -> int:
     if epochs < 1:
         raise ValueError(f"--epochs must be >= 1, got {epochs}")
     out = Path(args.out)
+    bandwidth = parse_bandwidth(args.bandwidth, "--bandwidth")
+    MmdOptions.of(args.kernel, bandwidth, args.estimator or "biased")  # before minutes of embedding
     config = ExperimentConfig(
-        lambda_mmd=args.lambda_mmd, bandwidth=_bandwidth(args.bandwidth), kernel=args.kernel,
+        lambda_mmd=args.lambda_mmd, bandwidth=bandwidth, kernel=args.kernel,
         estimator=args.estimator, memory_bank_size=args.memory_bank, length_penalty=args.length_penalty,
         num_epochs=epochs, seed=args.seed, batch_size=16 if args.lora else 64,
         learning_rate=1e-3 if args.lora else 3e-3,
@@ -100,6 +93,11 @@ def run(args) -> int:
         raise ValueError(f"--lambda must be >= 0, got {args.lambda_mmd}")
     html_path = Path(args.html) if args.html else out / "report.html"
     cache_dir = Path(args.cache_dir) if args.cache_dir else out / "cache"
+    if not args.html:
+        out.mkdir(parents=True, exist_ok=True)  # the output folder is the demo's own
+    for path in (html_path, args.json):
+        if path:
+            check_writable(path)  # before minutes of training
     progress = not args.no_progress and sys.stderr.isatty() or args.progress
     if args.threads:
         import torch

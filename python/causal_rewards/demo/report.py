@@ -9,11 +9,10 @@ import html
 import io
 import json
 import os
-import tempfile
-from pathlib import Path
 
 import numpy as np
 
+from .._io import atomic_write
 from ..benchmarks.runner import BenchmarkResult, VariantRun
 
 # Column order of the table; a task shows the metrics it has.
@@ -47,32 +46,8 @@ def format_table(metrics: dict[str, dict[str, dict[str, float]]]) -> str:
     return "\n".join(lines)
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write to a temporary file beside ``path`` and rename it: never a partial output file."""
-    path = Path(path)
-    if path.is_dir():
-        raise IsADirectoryError(f"{path} is a directory, expected a file path")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; give it the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def write_json(result: BenchmarkResult, path: str | os.PathLike) -> None:
-    atomic_write_text(path, json.dumps(result.to_json_dict(), indent=2, sort_keys=False) + "\n")
+    atomic_write(path, json.dumps(result.to_json_dict(), indent=2, sort_keys=False) + "\n")
 
 
 # ------------------------------------------------------------------------------------------------ plots
@@ -240,4 +215,4 @@ Rates are fractions in [0, 1].</p>
 
 
 def write_html(result: BenchmarkResult, path: str | os.PathLike, *, command: str = "crm demo") -> None:
-    atomic_write_text(path, render_html(result, command=command))
+    atomic_write(path, render_html(result, command=command))

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..options import parse_bandwidth
 from .objective import CRMObjective
 from .spurious import SpuriousBins, as_columns
 
@@ -99,14 +100,8 @@ class CRMArguments:
                     raise ValueError(f"{name} is empty")
                 value = value[0] if len(value) == 1 else list(value)
             setattr(self, name, value)
-        if isinstance(self.bandwidth, str) and self.bandwidth != "median":
-            try:
-                values = [float(part) for part in self.bandwidth.split(",")]
-            except ValueError:
-                raise ValueError(
-                    f"bandwidth {self.bandwidth!r} is not a number, numbers separated by commas, or 'median'"
-                ) from None
-            self.bandwidth = values[0] if len(values) == 1 else values
+        if isinstance(self.bandwidth, str):
+            self.bandwidth = parse_bandwidth(self.bandwidth)
         for name in ("lambda_mmd", "length_penalty"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not np.isfinite(value):

@@ -23,8 +23,8 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-from .. import torch_ops
 from ..loss import CausalRewardLoss
+from ..ops import torch_ops
 from . import distributed
 from .memory_bank import MemoryBank
 
@@ -134,15 +134,7 @@ class CRMObjective:
                 self.bank.push(*batch)
             fn = self.loss_fn
             mmd = torch_ops.dispatch_pairwise(
-                rewards,
-                bins,
-                self.num_bins,
-                groups if self.num_groups > 1 else None,
-                fn.kernel,
-                fn.bandwidth,
-                fn.estimator,
-                fn.reduction,
-                fn.backend,
+                rewards, bins, self.num_bins, groups if self.num_groups > 1 else None, fn.options
             ).to(preference.dtype)
             penalty = fn.lambda_mmd * distributed.scale_grad(mmd, world)
             loss = preference + penalty

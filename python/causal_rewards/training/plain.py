@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .._io import atomic_save, progress_bar
 from . import _batches
 from .objective import CRMObjective
 from .spurious import SpuriousBins, as_columns
@@ -308,7 +309,9 @@ class PlainRewardTrainer:
         config = self.config
         if not self._resumed and self.step == 0:
             torch.manual_seed(config.seed)  # dropout and any other randomness in the model
-        progress = _progress_bar(config.progress, self.total_steps, self.step)
+        progress = progress_bar(
+            enabled=config.progress, total=self.total_steps, initial=self.step, desc="training", unit="step"
+        )
         self.model.train()
         try:
             while self.step < self.total_steps and not self.stopped_early:
@@ -326,14 +329,12 @@ class PlainRewardTrainer:
                 if self.step % config.log_every == 0 or evaluated or self.step == self.total_steps:
                     self.history.append(record)
                     logger.info("step %d: %s", self.step, {k: round(v, 5) for k, v in record.items()})
-                if progress is not None:
-                    progress.update(1)
-                    progress.set_postfix(loss=f"{record['loss']:.4f}", mmd=f"{record['mmd']:.4f}")
+                progress.update(1)
+                progress.set_postfix(loss=f"{record['loss']:.4f}", mmd=f"{record['mmd']:.4f}")
                 if config.save_every is not None and self.step % config.save_every == 0:
                     self.save_checkpoint(os.path.join(config.output_dir, f"checkpoint-{self.step}.pt"))
         finally:
-            if progress is not None:
-                progress.close()
+            progress.close()
         self.model.eval()
         return self.history
 
@@ -431,17 +432,8 @@ class PlainRewardTrainer:
 
     def save_checkpoint(self, path: str | os.PathLike) -> None:
         """Writes model, optimiser, scheduler, RNG states, bin edges and memory bank to ``path`` atomically."""
-        path = os.fspath(path)
-        directory = os.path.dirname(path)
-        if directory:
-            os.makedirs(directory, exist_ok=True)
-        tmp = f"{path}.tmp-{os.getpid()}"
-        try:
-            torch.save(self.state_dict(), tmp)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+        state = self.state_dict()
+        atomic_save(path, lambda temporary: torch.save(state, temporary))
 
     def resume_from(self, path: str | os.PathLike) -> None:
         """Restores a checkpoint of ``save_checkpoint``; ``train()`` then continues from its step."""
@@ -478,16 +470,6 @@ class PlainRewardTrainer:
         self.stopped_early = bool(early["stopped_early"])
         _set_rng_state(state["rng"])
         self._resumed = True
-
-
-def _progress_bar(enabled: bool, total: int, initial: int):
-    if not enabled:
-        return None
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # tqdm is optional
-        return None
-    return tqdm(total=total, initial=initial, desc="training", unit="step")
 
 
 def _plain(value):

@@ -6,8 +6,9 @@ combination (the paper's 60 demographic bins = 4 ages x 3 genders x 5 races):
 
     bin = b_1 * (M_2 * ... * M_k) + b_2 * (M_3 * ... * M_k) + ... + b_k,   M = M_1 * ... * M_k
 
-Checked before training starts, naming the variable: numeric binning of non-numbers, NaN or missing
-values, and a variable that falls into a single bin on the training set (the penalty would be zero).
+Checked before training starts (by ``causal_rewards.binning``), naming the variable: numeric binning
+of non-numbers, NaN or missing values, and a variable that falls into a single bin on the training
+set (the penalty would be zero).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from ..binning import KINDS, Binner
+from ..binning import KINDS, Binner, CrossedBins, NotFittedError
 
 
 def as_columns(values, n: int, name: str) -> list[np.ndarray]:
@@ -71,7 +72,7 @@ def _column(values, n: int, name: str) -> np.ndarray:
 
 
 class SpuriousBins:
-    """One ``Binner`` per spurious variable, crossed into ``num_bins`` = prod(M_j) bins.
+    """One ``Binner`` per spurious variable, crossed into ``num_bins`` = prod(M_j) bins (``CrossedBins``).
 
     Args:
         binning: "quantile", "uniform" or "categorical", or a list with one kind per variable.
@@ -91,17 +92,22 @@ class SpuriousBins:
         self.binning = binning
         self.num_bins_per_variable = num_bins
         self.names = None if names is None else list(names)
-        self.binners: list[Binner] | None = None
+        self.crossed: CrossedBins | None = None
 
     @property
     def fitted(self) -> bool:
-        return self.binners is not None
+        return self.crossed is not None
+
+    @property
+    def binners(self) -> list[Binner]:
+        self._require_fitted()
+        return self.crossed.binners
 
     @property
     def num_bins(self) -> int:
         """M = the product of the fitted number of bins of every variable."""
         self._require_fitted()
-        return int(np.prod([b.num_bins_ for b in self.binners]))
+        return self.crossed.num_bins
 
     def _per_variable(self, value, k: int, what: str) -> list:
         if isinstance(value, (list, tuple)):
@@ -110,64 +116,34 @@ class SpuriousBins:
             return list(value)
         return [value] * k
 
-    def _name(self, j: int) -> str:
-        return repr(self.names[j]) if self.names is not None and j < len(self.names) else f"spurious[{j}]"
+    def _labels(self, k: int) -> list[str]:
+        """How each variable is named in errors: "spurious variable 'age'" or "spurious variable spurious[0]"."""
+        return [
+            f"spurious variable {self.names[j]!r}" if self.names is not None and j < len(self.names)
+            else f"spurious variable spurious[{j}]"
+            for j in range(k)
+        ]
 
     def fit(self, columns: Sequence[np.ndarray]) -> SpuriousBins:
         """Fits the bins of each variable on its training values (chosen and rejected pooled)."""
         k = len(columns)
         kinds = self._per_variable(self.binning, k, "binning")
         counts = self._per_variable(self.num_bins_per_variable, k, "num_bins")
-        binners = []
-        for j, (column, kind, count) in enumerate(zip(columns, kinds, counts)):
-            name = self._name(j)
+        names = self._labels(k)
+        for kind, name in zip(kinds, names):
             if kind not in KINDS:
-                raise ValueError(
-                    f"unknown binning {kind!r} for spurious variable {name}: expected one of {KINDS}"
-                )
-            column = np.asarray(column)
-            _check_no_missing(column, name)
-            if kind != "categorical" and (column.dtype.kind not in "iuf"):
-                raise TypeError(
-                    f"spurious variable {name} needs numbers for binning={kind!r}, but holds values of dtype "
-                    f"{column.dtype} (e.g. {column[0]!r}); use binning='categorical' for labels"
-                )
-            try:
-                binner = Binner(kind, count).fit(column)
-            except (TypeError, ValueError) as error:
-                raise type(error)(f"spurious variable {name}: {error}") from None
-            if binner.num_bins_ < 2:
-                distinct = np.unique(column)
-                if distinct.size < 2:
-                    raise ValueError(
-                        f"spurious variable {name} has a single value ({distinct[0]!r}) in the training set: "
-                        "the MMD penalty needs at least two bins"
-                    )
-                raise ValueError(
-                    f"spurious variable {name} falls into a single {kind} bin on the training set (its values "
-                    "are nearly all tied): use binning='categorical' or 'uniform'"
-                )
-            binners.append(binner)
-        self.binners = binners
+                raise ValueError(f"unknown binning {kind!r} for {name}: expected one of {KINDS}")
+        binners = [
+            Binner(kind, count).fit(np.asarray(column), name)
+            for column, kind, count, name in zip(columns, kinds, counts, names)
+        ]
+        self.crossed = CrossedBins(binners, names)
         return self
 
     def transform(self, columns: Sequence[np.ndarray]) -> np.ndarray:
         """int64 crossed bins in [0, num_bins) of the given values."""
         self._require_fitted()
-        if len(columns) != len(self.binners):
-            raise ValueError(
-                f"got {len(columns)} spurious variables but the bins were fitted on {len(self.binners)}"
-            )
-        out = None
-        for j, (column, binner) in enumerate(zip(columns, self.binners)):
-            column = np.asarray(column)
-            _check_no_missing(column, self._name(j))
-            try:
-                bins = binner.transform(column)
-            except (TypeError, ValueError) as error:
-                raise type(error)(f"spurious variable {self._name(j)}: {error}") from None
-            out = bins if out is None else out * binner.num_bins_ + bins
-        return out.astype(np.int64)
+        return self.crossed.transform(list(columns))
 
     def state_dict(self) -> dict:
         self._require_fitted()
@@ -184,25 +160,10 @@ class SpuriousBins:
         self.binning = state["binning"]
         self.num_bins_per_variable = state["num_bins"]
         self.names = state["names"]
-        self.binners = [Binner.from_dict(s) for s in state["binners"]]
+        binners = [Binner.from_dict(s) for s in state["binners"]]
+        self.crossed = CrossedBins(binners, self._labels(len(binners)))
         return self
 
     def _require_fitted(self):
-        if self.binners is None:
-            raise RuntimeError("SpuriousBins is not fitted: call fit(columns) first")
-
-
-def _check_no_missing(column: np.ndarray, name: str) -> None:
-    if column.dtype == object:
-        for i, value in enumerate(column.tolist()):
-            if value is None or (isinstance(value, float) and not np.isfinite(value)):
-                raise ValueError(f"spurious variable {name} is missing at row {i} ({value!r})")
-        raise TypeError(
-            f"spurious variable {name} mixes value types (e.g. {column[0]!r} and others): give numbers or labels"
-        )
-    if column.dtype.kind == "f":
-        bad = np.flatnonzero(~np.isfinite(column))
-        if bad.size:
-            raise ValueError(
-                f"spurious variable {name} is {column[bad[0]]} at row {int(bad[0])}: values must be finite"
-            )
+        if self.crossed is None:
+            raise NotFittedError("SpuriousBins is not fitted: call fit(columns) first")

@@ -23,9 +23,10 @@ import numpy as np
 import torch
 from torch.autograd.function import once_differentiable
 
-from . import _core
-from ._validation import as_labels, as_rewards, check_num_bins
-from .ops import epilogue, reference
+from .. import _core
+from .._validation import as_labels, as_rewards
+from ..options import MmdOptions
+from . import epilogue, reference
 
 _FLOATS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
@@ -123,7 +124,7 @@ def _resolve_backend(backend: str, device: torch.device) -> str:
     if backend == "auto":
         if device.type == "cpu":
             return "rust"
-        from .ops import triton_mmd
+        from . import triton_mmd
 
         return "triton" if device.type == "cuda" and triton_mmd.available() else "torch"
     if backend == "rust" and device.type != "cpu":
@@ -131,7 +132,7 @@ def _resolve_backend(backend: str, device: torch.device) -> str:
             f"backend='rust' runs on CPU tensors, but rewards is on {device}: use 'auto', 'triton' or 'torch'"
         )
     if backend == "triton":
-        from .ops import triton_mmd
+        from . import triton_mmd
 
         triton_mmd.require(device)
     return backend
@@ -173,7 +174,7 @@ def _value_and_grad_op(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The reduced statistic and its gradient with respect to every reward, in one pass."""
     if backend == "triton":
-        from .ops import triton_mmd
+        from . import triton_mmd
 
         num_groups, resolved_bins = check_values(rewards, bins, groups, num_bins)
         bandwidths = resolve_bandwidth(rewards, "median" if median else bandwidth)
@@ -227,7 +228,7 @@ def _matrix_op(
 ) -> torch.Tensor:
     """The (G, M, M) MMD^2 matrix: zero diagonal, NaN where a pair is not computable."""
     if backend == "triton":
-        from .ops import triton_mmd
+        from . import triton_mmd
 
         num_groups, resolved_bins = check_values(rewards, bins, groups, num_bins)
         bandwidths = resolve_bandwidth(rewards, "median" if median else bandwidth)
@@ -271,7 +272,7 @@ def _matrix_vjp_op(
 ) -> torch.Tensor:
     """Gradient of sum(upstream * matrix) with respect to every reward (NaN entries contribute nothing)."""
     if backend == "triton":
-        from .ops import triton_mmd
+        from . import triton_mmd
 
         num_groups, resolved_bins = check_values(rewards, bins, groups, num_bins)
         bandwidths = resolve_bandwidth(rewards, "median" if median else bandwidth)
@@ -317,65 +318,56 @@ _matrix_op.register_autograd(_matrix_backward, setup_context=_matrix_setup)
 # The torch reference
 
 
-def _reference_matrix(r, b, g, num_bins, kernel, bandwidth, estimator):
+def _reference_matrix(r, b, g, num_bins, options: MmdOptions):
     num_groups, resolved_bins = check_values(r, b, g, num_bins)
-    bandwidths = resolve_bandwidth(r, bandwidth)
+    bandwidths = resolve_bandwidth(r, options.core_bandwidth)
     cells = b.to(torch.int64) if g is None else g.to(torch.int64) * resolved_bins + b.to(torch.int64)
-    return reference.matrix(r, cells, num_groups, resolved_bins, kernel, bandwidths, estimator)
+    return reference.matrix(r, cells, num_groups, resolved_bins, options.kernel, bandwidths, options.estimator)
 
 
-def _reference_value(r, b, g, num_bins, kernel, bandwidth, estimator, reduction):
-    matrix = _reference_matrix(r, b, g, num_bins, kernel, bandwidth, estimator)
-    return epilogue.reduce(matrix, reduction).to(r.dtype)
+def _reference_value(r, b, g, num_bins, options: MmdOptions):
+    matrix = _reference_matrix(r, b, g, num_bins, options)
+    return epilogue.reduce(matrix, options.reduction).to(r.dtype)
 
 
 # --------------------------------------------------------------------------------------------------
 # Dispatch (called by causal_rewards.functional with validated options)
 
 
-def _op_args(bandwidth, num_bins):
-    median = bandwidth == "median"
-    return check_num_bins(num_bins), ([] if median else list(bandwidth)), median
-
-
-def dispatch_pairwise(rewards, bins, num_bins, groups, kernel, bandwidth, estimator, reduction, backend):
+def dispatch_pairwise(rewards, bins, num_bins, groups, options: MmdOptions):
     """pairwise_bin_mmd for tensors (or numpy input on the torch / Triton backends)."""
     r, b, g, numpy_out = _inputs(rewards, bins, groups)
-    num_bins, bandwidths, median = _op_args(bandwidth, num_bins)
-    backend = _resolve_backend(backend, r.device)
-    if reduction == "none":
+    backend = _resolve_backend(options.backend, r.device)
+    op_options = (options.kernel, options.bandwidths, options.median, options.estimator)
+    if options.reduction == "none":
         if backend == "torch":
-            out = _reference_matrix(r, b, g, num_bins, kernel, bandwidth, estimator).to(r.dtype)
+            out = _reference_matrix(r, b, g, num_bins, options).to(r.dtype)
         else:
-            out = _matrix_op(r, b, g, num_bins, kernel, bandwidths, median, estimator, backend)
+            out = _matrix_op(r, b, g, num_bins, *op_options, backend)
         out = out if g is not None else out[0]
         return out.detach().to("cpu", torch.float64).numpy() if numpy_out else out
     if backend == "torch":
-        value = _reference_value(r, b, g, num_bins, kernel, bandwidth, estimator, reduction)
+        value = _reference_value(r, b, g, num_bins, options)
     else:
-        value = _value_and_grad_op(
-            r, b, g, num_bins, kernel, bandwidths, median, estimator, reduction, backend
-        )[0]
+        value = _value_and_grad_op(r, b, g, num_bins, *op_options, options.reduction, backend)[0]
     return float(value) if numpy_out else value
 
 
-def dispatch_value_and_grad(
-    rewards, bins, num_bins, groups, kernel, bandwidth, estimator, reduction, backend
-):
+def dispatch_value_and_grad(rewards, bins, num_bins, groups, options: MmdOptions):
     """(value, d value / d rewards): the value stays attached to the rewards' graph; the gradient is
     detached."""
     r, b, g, numpy_out = _inputs(rewards, bins, groups)
-    num_bins, bandwidths, median = _op_args(bandwidth, num_bins)
-    backend = _resolve_backend(backend, r.device)
+    backend = _resolve_backend(options.backend, r.device)
     if backend == "torch":
         leaf = r if r.requires_grad else r.detach().requires_grad_(True)
         with torch.enable_grad():
-            value = _reference_value(leaf, b, g, num_bins, kernel, bandwidth, estimator, reduction)
+            value = _reference_value(leaf, b, g, num_bins, options)
             (grad,) = torch.autograd.grad(value, leaf, retain_graph=r.requires_grad)
         value = value if r.requires_grad else value.detach()
     else:
         value, grad = _value_and_grad_op(
-            r, b, g, num_bins, kernel, bandwidths, median, estimator, reduction, backend
+            r, b, g, num_bins, options.kernel, options.bandwidths, options.median, options.estimator,
+            options.reduction, backend,
         )
         grad = grad.detach()
     if numpy_out:
@@ -383,7 +375,7 @@ def dispatch_value_and_grad(
     return value, grad
 
 
-def dispatch_mmd(x, y, kernel, bandwidth, estimator):
+def dispatch_mmd(x, y, options: MmdOptions):
     """Two-sample MMD^2 between tensors x and y: two bins, reduction "sum"."""
     device = x.device if isinstance(x, torch.Tensor) else (y.device if isinstance(y, torch.Tensor) else "cpu")
     xs = _as_tensor_rewards(x, "x", torch.device(device))
@@ -393,4 +385,4 @@ def dispatch_mmd(x, y, kernel, bandwidth, estimator):
     dtype = torch.promote_types(xs.dtype, ys.dtype)
     rewards = torch.cat([xs.to(dtype), ys.to(dtype)])
     bins = torch.cat([torch.zeros_like(xs, dtype=torch.int64), torch.ones_like(ys, dtype=torch.int64)])
-    return dispatch_pairwise(rewards, bins, 2, None, kernel, bandwidth, estimator, "sum", "auto")
+    return dispatch_pairwise(rewards, bins, 2, None, options)
