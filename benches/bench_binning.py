@@ -3,7 +3,7 @@
     python benches/bench_binning.py                         # summaries up to 3e7 rows, audits up to 1e8
     python benches/bench_binning.py --quick                 # small sizes, a minute
     python benches/bench_binning.py --summaries-only        # part 1 only
-    python benches/bench_binning.py --audits-only --rows 1e6 1e7 3e7 --files 10
+    python benches/bench_binning.py --audits-only --rows 1e6 1e7 3e7 --files 10 --dir /tmp/crm-binning
 
 1. ``ValueSummary`` update + merge, in this process, as the audit does it (one summary per chunk,
    merged into the running one): seconds, rows per second, the summary's size (keys, bytes) and the
@@ -12,10 +12,10 @@
    ``--previous`` also the previous exact summary (``np.unique`` over everything seen at every merge)
    up to 1e7 rows, timed side by side in the same run.
 2. ``crm audit FILE --by length --bins 20 --kernel rbf --permutations 0`` (and ``--chunk-size 100000``)
-   on parquet files of 1e6 ... 3e7 rows, and on ``--files`` files of 1e7 rows each (1e8 rows for 10),
-   each run in its own process under ``/usr/bin/time -v`` (or ``resource.getrusage`` of the child where
-   that is missing) for its wall time and peak resident memory. The commands are printed so that
-   each can be rerun by hand.
+   on parquet files of 1e6 ... 3e7 rows, and on ``--files`` files of ``--file-rows`` rows (default ten
+   of 1e7: 1e8 rows), each run in its own process under ``/usr/bin/time -v`` (or
+   ``resource.getrusage`` of the child where that is missing) for its wall time and peak resident
+   memory. The commands are printed; with ``--dir`` the files stay, so each can be rerun by hand.
 
 Times on a shared machine are noise; compare ratios from one run (chunk size 100000 against the
 default, peak memory against the smallest size).
@@ -161,31 +161,26 @@ def measured(command: list[str]) -> tuple[float, float]:
     return float(seconds), int(peak) / 1024
 
 
-def audits(sizes: list[int], files: int, directory: str) -> None:
+def audits(sizes: list[int], files: int, file_rows: int, directory: str) -> None:
     print(f"\n## 2. crm audit, rbf, {BINS} quantile bins of length, no permutations (data in {directory})\n")
     cases = []
     for rows in sizes:
         path = os.path.join(directory, f"lengths-{rows}.parquet")
         if not os.path.exists(path):
             write_parquet(path, rows, seed=0)
-        cases.append((f"{rows:,} rows, one file", [path], rows))
+        cases.append((f"{rows:,} rows, one file", [path]))
     if files:
-        paths = []
-        for i in range(files):
-            path = os.path.join(directory, "many", f"part-{i:03d}.parquet")
-            os.makedirs(os.path.dirname(path), exist_ok=True)
+        paths = [os.path.join(directory, f"part-{file_rows}-{i:03d}.parquet") for i in range(files)]
+        for i, path in enumerate(paths):
             if not os.path.exists(path):
-                write_parquet(path, 10_000_000, seed=i + 1)
-            paths.append(path)
-        cases.append(
-            (f"{files * 10_000_000:,} rows, {files} files", [os.path.dirname(paths[0])], files * 10**7)
-        )
+                write_parquet(path, file_rows, seed=i + 1)
+        cases.append((f"{files * file_rows:,} rows, {files} files", paths))
     base = [sys.executable, "-m", "causal_rewards.cli", "audit"]
     flags = ["--by", "length", "--bins", str(BINS), "--kernel", "rbf", "--permutations", "0", "--quiet"]
     print("| data | chunk size | seconds | peak MiB | x default chunk time | x smallest peak |")
     print("|---|---:|---:|---:|---:|---:|")
     commands, smallest = [], None
-    for label, paths, _rows in cases:
+    for label, paths in cases:
         default_seconds = None
         for chunk in (None, 100_000):
             command = base + paths + flags + ([] if chunk is None else ["--chunk-size", str(chunk)])
@@ -212,8 +207,9 @@ def main() -> None:
     )
     parser.add_argument("--rows", type=parse_rows, nargs="+", default=[10**6, 10**7, 3 * 10**7])
     parser.add_argument("--chunks", type=parse_rows, nargs="+", default=[100_000, DEFAULT_CHUNK])
+    parser.add_argument("--files", type=int, default=10, help="files for the many-files audit (0: none)")
     parser.add_argument(
-        "--files", type=int, default=10, help="files of 1e7 rows for the many-files audit (0: none)"
+        "--file-rows", type=parse_rows, default=10**7, help="rows per file there (default 1e7)"
     )
     parser.add_argument("--previous", action="store_true", help="also time the previous exact summary")
     parser.add_argument(
@@ -236,7 +232,7 @@ def main() -> None:
         directory = args.dir or tempfile.mkdtemp(prefix="crm-bench-binning-")
         os.makedirs(directory, exist_ok=True)
         try:
-            audits(args.rows, args.files, directory)
+            audits(args.rows, args.files, args.file_rows, directory)
         finally:
             if not args.dir:
                 shutil.rmtree(directory, ignore_errors=True)
