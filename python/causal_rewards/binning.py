@@ -14,15 +14,21 @@ Data that would fall into a single bin is refused at fit (the MMD needs two bins
 kinds, bin(z) = #{edges e : e <= z} with edges strictly above min z, so values below
 the fitted range land in bin 0 and above it in the last bin. Booleans count as the numbers 0 and 1.
 
-Everything is fitted from a ``ValueSummary`` (value counts that merge by addition), so fitting on
-a whole column, on chunks of a file or on partitions of a cluster gives the same bins.
-``CrossedBins`` crosses several binned variables into one bin per combination.
+Everything is fitted from a ``ValueSummary``, mergeable and of bounded size, whose content depends
+only on the multiset of values seen: fitting from chunks of a file, many files or partitions of a
+cluster, merged in any order, gives the same bins bit for bit. A quantile summary counts values
+exactly while at most ``MAX_KEYS`` distinct values have been seen (the bins are then exactly those
+of the whole column); beyond that it counts them per key of nearby values (``KeyCounts``), and its
+edges are the smallest value of the key that holds each quantile, within ``rank_error_`` (a
+fraction of the rows, reported by the fit) of the exact edges. ``Binner.fit`` on an in-memory column
+is always exact. ``CrossedBins`` crosses several binned variables into one bin per combination.
 """
 
 from __future__ import annotations
 
 import itertools
 import numbers
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -32,6 +38,13 @@ from .options import check_choice, check_num_bins
 KINDS = ("quantile", "uniform", "categorical")
 #: Uniform bins are materialised as edges; beyond this many the edges alone would not fit well.
 MAX_UNIFORM_BINS = 10_000_000
+#: Keys a quantile summary keeps (32 bytes each: key, count, smallest and largest value; 2 MiB in
+#: all). Up to this many distinct values its bins are exact; beyond, a key spans 2^-11 to 2^-12 of a
+#: binade for 1e7 normal or lognormal values, whose rank error is then about 1e-4.
+MAX_KEYS = 1 << 16
+#: Distinct labels a categorical summary may hold (the MMD compares every pair of bins); more is
+#: refused with an error naming the column instead of growing without bound.
+MAX_CATEGORIES = 1 << 16
 
 
 class NotFittedError(RuntimeError, ValueError):
@@ -49,8 +62,13 @@ def _values(z, name: str) -> np.ndarray:
 
 def _numeric(array: np.ndarray, name: str, kind: str, offset: int = 0) -> np.ndarray:
     """float64 values of a numeric column, or TypeError / ValueError naming it (rows from ``offset``)."""
+    return _numbers(array, name, kind, offset).astype(np.float64, copy=False)
+
+
+def _numbers(array: np.ndarray, name: str, kind: str, offset: int = 0) -> np.ndarray:
+    """A numeric column as integers (as given; booleans as 0 and 1) or finite floats, else an error."""
     if array.dtype.kind == "b":
-        array = array.astype(np.int64)
+        return array.astype(np.int64)
     if array.dtype.kind == "O":
         _check_not_missing(array, name, offset)
         items = array.tolist()
@@ -61,7 +79,9 @@ def _numeric(array: np.ndarray, name: str, kind: str, offset: int = 0) -> np.nda
             f"{name} must hold numbers (it needs numbers for binning={kind!r}), got dtype {array.dtype}; "
             "use binning='categorical' for labels"
         )
-    values = array.astype(np.float64)
+    if array.dtype.kind in "iu":
+        return array  # every integer is a finite float64
+    values = array.astype(np.float64, copy=False)
     bad = ~np.isfinite(values)
     if bad.any():
         index = int(np.flatnonzero(bad)[0])
@@ -87,7 +107,9 @@ def _categorical(array: np.ndarray, name: str, offset: int = 0) -> np.ndarray:
     if all(isinstance(v, numbers.Real) for v in items):
         return _categorical(np.asarray(items), name, offset)
     kinds = sorted({type(v).__name__ for v in items})
-    raise TypeError(f"{name} mixes value types ({', '.join(kinds)}): categories must be all numbers or all strings")
+    raise TypeError(
+        f"{name} mixes value types ({', '.join(kinds)}): categories must be all numbers or all strings"
+    )
 
 
 def _check_not_missing(array: np.ndarray, name: str, offset: int = 0) -> None:
@@ -96,55 +118,258 @@ def _check_not_missing(array: np.ndarray, name: str, offset: int = 0) -> None:
             raise ValueError(f"{name} is missing at row {offset + i} ({value!r})")
 
 
-class ValueSummary:
-    """Value counts of a column, mergeable by addition: what fitting any binner needs.
+_SIGN_BIT = np.uint64(1 << 63)
 
-    ``values`` are sorted and distinct (float64 for the numeric kinds, the labels for categorical),
-    ``counts`` how often each occurs.
+
+def _order_keys(values: np.ndarray) -> np.ndarray:
+    """The order-preserving uint64 image of float64 values (+0.0 for zeros): x < y iff key(x) < key(y).
+    Non-negative values get their sign bit set, negative ones all their bits flipped."""
+    values = np.ascontiguousarray(values, dtype=np.float64)
+    flip = (values.view(np.int64) >> 63).view(np.uint64) | _SIGN_BIT
+    return values.view(np.uint64) ^ flip
+
+
+def _distinct(numbers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(sorted distinct float64 values, int64 counts) of finite numbers, zeros as +0.0. Integers
+    (also integral floats) over a range not much wider than the chunk are counted in linear time."""
+    integral = numbers.dtype.kind in "iu"
+    if not integral and numbers.size and (numbers[:64] == np.floor(numbers[:64])).all():
+        integral = None  # decided below, once the range is known to be small
+    if integral is not False and numbers.size:
+        low, high = numbers.min().item(), numbers.max().item()
+        small = -(2**53) <= low and high <= 2**53 and high - low <= 2 * numbers.size + 1024
+        if small and (integral or np.array_equal(numbers, np.floor(numbers))):
+            low = int(low)
+            counts = np.bincount(numbers.astype(np.int64) - low)
+            present = np.flatnonzero(counts)
+            return (present + low).astype(np.float64), counts[present]
+    values, counts = np.unique(numbers.astype(np.float64, copy=False), return_counts=True)
+    return values + 0.0, counts.astype(np.int64)
+
+
+def _group(
+    keys: np.ndarray, counts: np.ndarray, mins: np.ndarray, maxs: np.ndarray
+) -> tuple[np.ndarray, ...]:
+    """Rows of sorted ``keys`` with equal keys combined: counts added, smallest and largest kept.
+    The smallest and largest of a group must lie in its first or last row, as they do for the rows
+    of one table (in order of value) and for two tables' rows at one shift (two rows at most)."""
+    if keys.size < 2:
+        return keys, counts, mins, maxs
+    starts = np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1])))
+    if starts.size == keys.size:
+        return keys, counts, mins, maxs
+    lasts = np.append(starts[1:], keys.size) - 1
+    totals = np.cumsum(counts)[lasts]
+    return (
+        keys[starts],
+        np.diff(totals, prepend=0),
+        np.minimum(mins[starts], mins[lasts]),
+        np.maximum(maxs[starts], maxs[lasts]),
+    )
+
+
+@dataclass(frozen=True)
+class KeyCounts:
+    """Counts of values per key: key(x) = the order-preserving integer image of x's float64 bits
+    shifted right by ``shift``. Sorted distinct ``keys``; per key its ``counts`` and the smallest
+    (``mins``) and largest (``maxs``) value. Keys are monotone in x, so each key holds consecutive
+    entries of the sorted column; at ``shift`` = 0 each key is one value (the counts are exact).
+
+    ``union`` and ``within(cap)`` build S(X) = the table of a multiset X at s*(X), the smallest
+    shift at which X has at most ``cap`` distinct keys. S(X) is a function of X alone, and
+    S(A + B) = S(A).union(S(B)).within(cap) for any split of a multiset into A and B, so any
+    chunking and any order of merges give the same table, bit for bit (only integer additions,
+    minima and maxima; no rounding). Proof: the number of distinct keys D_s(X) falls as s grows
+    (a shift by s + 1 is a function of the shift by s), and D_s(A + B) >= D_s(A), so
+    s*(A + B) >= t = max(s*(A), s*(B)). Re-keying a table from s to t >= s combines the rows
+    whose keys agree at t, which gives the table of the same values at t exactly (counts add,
+    minima and maxima combine); at t the rows of A + B are those of A and B with equal keys
+    combined; ``within`` then takes the smallest shift >= t that keeps ``cap`` keys, which is
+    s*(A + B) since every shift below t keeps more. (``ValueSummary.update`` keys a chunk directly
+    at the summary's shift t: the same argument.)
     """
 
-    def __init__(self, kind: str = "quantile", name: str = "z"):
+    shift: int
+    keys: np.ndarray
+    counts: np.ndarray
+    mins: np.ndarray
+    maxs: np.ndarray
+
+    @classmethod
+    def of_distinct(cls, values: np.ndarray, counts: np.ndarray, shift: int = 0) -> KeyCounts:
+        """The table at ``shift`` of sorted distinct float64 values with their counts."""
+        keys = _order_keys(values) >> np.uint64(shift)
+        return cls(shift, *_group(keys, counts, values, values))
+
+    @property
+    def size(self) -> int:
+        return int(self.keys.size)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(a.nbytes for a in (self.keys, self.counts, self.mins, self.maxs))
+
+    def at(self, shift: int) -> KeyCounts:
+        """The same values keyed at a shift >= this one."""
+        if shift == self.shift:
+            return self
+        return KeyCounts(
+            shift, *_group(self.keys >> np.uint64(shift - self.shift), self.counts, self.mins, self.maxs)
+        )
+
+    def union(self, other: KeyCounts) -> KeyCounts:
+        """Both tables at the larger shift, merged (a linear merge of two sorted runs)."""
+        shift = max(self.shift, other.shift)
+        mine, theirs = self.at(shift), other.at(shift)
+        columns = [np.concatenate([a, b]) for a, b in zip(mine.columns, theirs.columns)]
+        order = np.argsort(columns[0], kind="stable")  # timsort: linear on two sorted runs
+        return KeyCounts(shift, *_group(*(c[order] for c in columns)))
+
+    @property
+    def columns(self) -> tuple[np.ndarray, ...]:
+        return self.keys, self.counts, self.mins, self.maxs
+
+    def within(self, cap: int | None) -> KeyCounts:
+        """The table at the smallest shift (>= this one) with at most ``cap`` keys (None: no cap).
+        Neighbouring keys a < b share a key after a further shift by d iff a ^ b < 2^d, so the
+        smallest d is the bit length of the cap-th largest such gap (cap >= 2 keeps d <= 63 - shift)."""
+        if cap is None or self.size <= cap:
+            return self
+        gaps = self.keys[1:] ^ self.keys[:-1]
+        kth = np.partition(gaps, gaps.size - cap)[gaps.size - cap]
+        return self.at(self.shift + int(kth).bit_length())
+
+    def quantile_edges(self, num_bins: int) -> tuple[np.ndarray, float]:
+        """(edges, rank error) for numpy's "higher" quantiles at 1/M, ..., (M-1)/M: the sorted
+        column's entry at position p = ceil(k / M * (n - 1)). The edge is the smallest value of the
+        key holding position p, so exactly the entries of the keys below are under it; the exact
+        edge lies in the same key, and at most p - (the key's first position) entries (none if the
+        key holds one distinct value) fall between the two. The rank error is the largest such
+        count over the edges, as a fraction of n: 0.0 when every key is one value."""
+        ends = np.cumsum(self.counts)
+        n = int(ends[-1])
+        if num_bins >= n:  # every position is some k's: each key's last position is its worst
+            keys, positions = np.arange(self.size), ends - 1
+        else:
+            k = np.arange(1, num_bins, dtype=np.float64)
+            positions = np.ceil(k / num_bins * (n - 1)).astype(np.int64)
+            keys = np.searchsorted(ends, positions, side="right")
+        below = positions - (ends[keys] - self.counts[keys])
+        below[self.mins[keys] == self.maxs[keys]] = 0
+        return self.mins[keys], float(below.max(initial=0)) / n
+
+
+class ValueSummary:
+    """What fitting a binner of ``kind`` needs from a column, mergeable, of bounded size, and a
+    function of the multiset of values alone (whatever the chunks and the order of merges):
+
+    - quantile: a ``KeyCounts`` table of at most ``max_keys`` keys (default ``MAX_KEYS``; None for
+      no bound, as ``Binner.fit`` uses on in-memory columns), exact while the distinct values fit;
+    - uniform: the number of values, the smallest and the largest;
+    - categorical: the distinct labels (``values``, sorted) and their ``counts``, at most
+      ``MAX_CATEGORIES`` of them (more raises ValueError).
+
+    ``low`` and ``high`` (numeric kinds) are the exact minimum and maximum.
+    """
+
+    def __init__(self, kind: str = "quantile", name: str = "z", max_keys: int | None = MAX_KEYS):
         self.kind = check_choice("binning", kind, KINDS)
         self.name = name
-        self.values: np.ndarray | None = None
+        if max_keys is not None and (not isinstance(max_keys, numbers.Integral) or max_keys < 2):
+            raise ValueError(f"max_keys must be an integer >= 2 or None, got {max_keys!r}")
+        self.max_keys = None if max_keys is None else int(max_keys)
+        self.count = 0
+        self.low, self.high = np.inf, -np.inf
+        self.table: KeyCounts | None = None
+        self.values: np.ndarray | None = None  # categorical labels
         self.counts: np.ndarray | None = None
 
     @classmethod
-    def of(cls, z, kind: str = "quantile", name: str = "z") -> ValueSummary:
-        summary = cls(kind, name)
+    def of(cls, z, kind: str = "quantile", name: str = "z", max_keys: int | None = MAX_KEYS) -> ValueSummary:
+        summary = cls(kind, name, max_keys)
         summary.update(z)
         return summary
 
     @property
     def total(self) -> int:
-        return 0 if self.counts is None else int(self.counts.sum())
+        return self.count
+
+    @property
+    def exact(self) -> bool:
+        """Whether every distinct value is counted on its own (always, for uniform and categorical)."""
+        return self.table is None or self.table.shift == 0
+
+    @property
+    def nbytes(self) -> int:
+        """Memory held by the summary's arrays."""
+        arrays = (self.values, self.counts) + (self.table.columns if self.table is not None else ())
+        return sum(a.nbytes for a in arrays if a is not None)
 
     def update(self, z, name: str | None = None, offset: int = 0) -> None:
         """Adds a chunk of the column (``name`` and ``offset`` say where it comes from in errors)."""
         where = name or self.name
         array = _values(z, where)
         if self.kind == "categorical":
-            array = _categorical(array, where, offset)
-        else:
-            array = _numeric(array, where, self.kind, offset)
-        unique, counts = np.unique(array, return_counts=True)
-        self._add(unique, counts.astype(np.int64))
+            labels, counts = np.unique(_categorical(array, where, offset), return_counts=True)
+            self._add_labels(labels, counts.astype(np.int64), where)
+            return
+        numbers = _numbers(array, where, self.kind, offset)
+        self.count += numbers.size
+        if self.kind == "uniform":
+            self.low = min(self.low, float(numbers.min()) + 0.0)  # +0.0: one zero whatever the chunks
+            self.high = max(self.high, float(numbers.max()) + 0.0)
+            return
+        table = KeyCounts.of_distinct(*_distinct(numbers), self.table.shift if self.table else 0)
+        self._add_table(table)
 
     def merge(self, other: ValueSummary) -> ValueSummary:
+        """Adds another summary of the same kind and bound (of other rows of the same column)."""
+        if other.kind != self.kind or other.max_keys != self.max_keys:
+            raise ValueError(
+                f"cannot merge a {other.kind} summary (max_keys={other.max_keys}) into a {self.kind} one "
+                f"(max_keys={self.max_keys}) of {self.name}"
+            )
         if other.values is not None:
-            self._add(other.values, other.counts)
+            self._add_labels(other.values, other.counts, self.name)
+            return self
+        self.count += other.count
+        if other.table is not None:
+            self._add_table(other.table)
+        elif other.count:
+            self.low, self.high = min(self.low, other.low), max(self.high, other.high)
         return self
 
-    def _add(self, unique: np.ndarray, counts: np.ndarray) -> None:
-        if self.values is None:
-            self.values, self.counts = unique, counts
-            return
-        if (self.values.dtype.kind == "U") != (unique.dtype.kind == "U"):
-            raise TypeError(f"{self.name} mixes numbers and strings: categories must be all one or the other")
-        merged, inverse = np.unique(np.concatenate([self.values, unique]), return_inverse=True)
-        totals = np.zeros(merged.shape[0], dtype=np.int64)
-        np.add.at(totals, inverse, np.concatenate([self.counts, counts]))
-        self.values, self.counts = merged, totals
+    def _add_table(self, table: KeyCounts) -> None:
+        table = table if self.table is None else self.table.union(table)
+        self.table = table.within(self.max_keys)
+        self.low, self.high = self.table.mins[0].item(), self.table.maxs[-1].item()
+
+    def _add_labels(self, labels: np.ndarray, counts: np.ndarray, where: str) -> None:
+        if self.values is not None:
+            if (self.values.dtype.kind == "U") != (labels.dtype.kind == "U"):
+                raise TypeError(f"{where} mixes numbers and strings: categories must be all one or the other")
+            merged = np.concatenate([self.values, labels])
+            order = np.argsort(merged, kind="stable")
+            merged, counts = merged[order], np.concatenate([self.counts, counts])[order]
+            starts = np.flatnonzero(np.concatenate(([True], merged[1:] != merged[:-1])))
+            labels, counts = merged[starts], np.add.reduceat(counts, starts)
+        if labels.size > MAX_CATEGORIES:
+            raise ValueError(
+                f"{where} has more than {MAX_CATEGORIES} distinct values: too many categories "
+                "(use binning='quantile' or 'uniform' for a numeric column)"
+            )
+        self.values, self.counts = labels, counts
+        self.count = int(counts.sum())
+
+    def quantile_edges(self, num_bins: int) -> tuple[np.ndarray, float]:
+        """(edges before ties merge, rank error): see ``KeyCounts.quantile_edges``."""
+        if self.table is None:
+            raise ValueError(f"{self.name} has no values")
+        return self.table.quantile_edges(num_bins)
+
+    def __repr__(self) -> str:
+        shape = f", keys={self.table.size}, shift={self.table.shift}" if self.table is not None else ""
+        return f"ValueSummary(kind={self.kind!r}, name={self.name!r}, count={self.count}{shape})"
 
 
 class Binner:
@@ -169,6 +394,7 @@ class Binner:
         self.num_bins = num_bins
         self.edges_: np.ndarray | None = None
         self.categories_: list | None = None
+        self.rank_error_: float | None = None
         self._sorted_categories: np.ndarray | None = None
 
     @property
@@ -183,39 +409,51 @@ class Binner:
             return len(self.categories_)
         return len(self.edges_) + 1
 
+    @property
+    def exact(self) -> bool:
+        """Whether the edges are exactly those of the whole column (``rank_error_`` is 0)."""
+        self._require_fitted()
+        return self.rank_error_ == 0.0
+
     def fit(self, z, name: str = "z") -> Binner:
-        return self.fit_summary(ValueSummary.of(z, self.kind, name))
+        """Fits on a whole column in memory: always exact (``rank_error_`` = 0)."""
+        return self.fit_summary(ValueSummary.of(z, self.kind, name, max_keys=None))
 
     def fit_summary(self, summary: ValueSummary, *, single_bin: bool = False) -> Binner:
-        """Fits on merged value counts: the same bins as ``fit`` on the whole column. A column that
-        falls into a single bin is refused unless ``single_bin`` (e.g. group labels, not bins)."""
+        """Fits on a merged summary: the same bins as ``fit`` on the whole column while the summary is
+        exact, else quantile edges within ``rank_error_`` of them (the largest fraction of the rows
+        that lie between an edge and the exact one). A column that falls into a single bin is
+        refused unless ``single_bin`` (e.g. group labels, not bins)."""
         if summary.kind != self.kind:
             raise ValueError(f"a {summary.kind} summary cannot fit {self.kind} bins")
-        if summary.values is None or summary.values.size == 0:
+        if summary.total == 0:
             raise ValueError(f"{summary.name} has no values")
-        if summary.values.size < 2 and not single_bin:
-            raise ValueError(
-                f"{summary.name} has a single value ({summary.values[0].item()!r}): it falls into a single bin, "
-                "and the MMD needs at least two"
-            )
         if self.kind == "categorical":
+            if summary.values.size < 2 and not single_bin:
+                raise _single_value(summary, summary.values[0].item())
             self._set_categories(summary.values.tolist())
+            self.rank_error_ = 0.0
             return self
-        values, counts = summary.values, summary.counts
-        low, high = values[0], values[-1]
+        low, high = summary.low, summary.high
+        if low == high and not single_bin:
+            raise _single_value(summary, low)
         if self.kind == "quantile":
-            edges = _quantile_edges(values, counts, self.num_bins)
+            edges, rank_error = summary.quantile_edges(self.num_bins)
         else:
             t = np.arange(1, self.num_bins) / self.num_bins
-            edges = low * (1.0 - t) + high * t  # never overflows, unlike low + t (high - low)
+            edges, rank_error = (
+                low * (1.0 - t) + high * t,
+                0.0,
+            )  # never overflows, unlike low + t (high - low)
         edges = np.unique(edges)
         edges = edges[edges > low]
         if edges.size == 0 and not single_bin:
+            coarse = f"; the summary's keys are coarse, rank error {rank_error:.3g}" if rank_error else ""
             raise ValueError(
-                f"{summary.name} falls into a single {self.kind} bin (its values are nearly all tied): "
+                f"{summary.name} falls into a single {self.kind} bin (its values are nearly all tied{coarse}): "
                 "use binning='categorical' or 'uniform'"
             )
-        self.edges_ = edges
+        self.edges_, self.rank_error_ = edges, rank_error
         return self
 
     def _set_categories(self, categories: list) -> None:
@@ -273,6 +511,7 @@ class Binner:
             "num_bins": self.num_bins,
             "edges": None if self.edges_ is None else self.edges_.tolist(),
             "categories": self.categories_,
+            "rank_error": self.rank_error_,
         }
 
     def load_state_dict(self, state: dict) -> Binner:
@@ -284,6 +523,8 @@ class Binner:
             restored.edges_ = np.asarray(state["edges"], dtype=np.float64)
         if state["categories"] is not None:
             restored._set_categories(state["categories"])
+        if restored.fitted:  # states saved before summaries could be inexact were exact
+            restored.rank_error_ = float(state.get("rank_error") or 0.0)
         self.__dict__.update(restored.__dict__)
         return self
 
@@ -302,15 +543,10 @@ class Binner:
             raise NotFittedError("Binner is not fitted: call fit(z) first")
 
 
-def _quantile_edges(values: np.ndarray, counts: np.ndarray, num_bins: int) -> np.ndarray:
-    """numpy's "higher" quantiles at 1/M, ..., (M-1)/M of the column that the value counts describe:
-    the sorted column's entry at position ceil(k / M * (n - 1))."""
-    n = int(counts.sum())
-    if num_bins >= n:  # every position is some k's: every value above the minimum is an edge
-        return values[1:]
-    k = np.arange(1, num_bins, dtype=np.float64)
-    positions = np.ceil(k / num_bins * (n - 1)).astype(np.int64)
-    return values[np.searchsorted(np.cumsum(counts), positions, side="right")]
+def _single_value(summary: ValueSummary, value) -> ValueError:
+    return ValueError(
+        f"{summary.name} has a single value ({value!r}): it falls into a single bin, and the MMD needs at least two"
+    )
 
 
 class CrossedBins:
@@ -337,6 +573,11 @@ class CrossedBins:
             bins = binner.transform(np.asarray(column), f"{where}{name}", offset)
             out = bins if out is None else out * size + bins
         return out.astype(np.int64)
+
+    @property
+    def rank_errors(self) -> dict[str, float]:
+        """Each variable's ``Binner.rank_error_`` (0.0 where its bins are exact)."""
+        return {name: binner.rank_error_ for name, binner in zip(self.names, self.binners)}
 
     @property
     def labels(self) -> list[str]:
