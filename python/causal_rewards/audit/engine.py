@@ -6,21 +6,41 @@ from __future__ import annotations
 import sys
 
 from .._io import progress_bar
-from ..options import check_choice, check_num_bins
+from ..options import check_choice
 from .binning import check_binning
 from .finish import finish
-from .passes import build_chunks, scan_chunks
+from .passes import build_chunks, build_file, scan_chunks, scan_file
 from .plan import make_plan
 from .ray_engine import run_ray
 from .report import AuditReport
 from .sources import Source, is_ray_dataset
-from .spec import ENGINES, METHODS, Spec, audit_options, check_columns, check_grid_points, check_integer
+from .spec import (
+    ENGINES,
+    METHODS,
+    Spec,
+    audit_options,
+    check_bins,
+    check_chunk_size,
+    check_columns,
+    check_grid_points,
+    check_integer,
+    check_permutations,
+)
 
 __all__ = ["ENGINES", "METHODS", "audit", "run_local"]
 
 
-def _progress(iterable, enabled: bool, description: str):
-    return progress_bar(iterable, enabled=enabled, desc=description, unit="chunk")
+def _run_pass(data: Source, one_file, table, show: bool, description: str):
+    """One pass over every file (``one_file(path, on_chunk)``) or over the in-memory table
+    (``table(chunks, on_chunk)``), merged in order, with a progress bar counting chunks."""
+    with progress_bar(enabled=show, desc=description, unit="chunk") as bar:
+        if not data.files:
+            return table(data.chunks(), bar.update)
+        result = None
+        for path in data.files:
+            part = one_file(path, bar.update)
+            result = part if result is None else result.merge(part)
+        return result
 
 
 def run_local(source, spec: Spec, chunk_size: int | None, progress: bool | None) -> AuditReport:
@@ -30,9 +50,22 @@ def run_local(source, spec: Spec, chunk_size: int | None, progress: bool | None)
         show = sys.stderr.isatty() and (bool(data.files) or spec.permutations >= 100)
     else:
         show = bool(progress)
-    first = scan_chunks(_progress(data.chunks(), show, "audit: reading"), spec)
+    rows = data.chunk_rows
+    first = _run_pass(
+        data,
+        lambda path, tick: scan_file(path, spec, rows, tick),
+        lambda chunks, tick: scan_chunks(chunks, spec, tick),
+        show,
+        "audit: reading",
+    )
     plan = make_plan(first, spec, data.origins)
-    second = build_chunks(_progress(data.chunks(), show, f"audit: binning ({plan.method})"), spec, plan)
+    second = _run_pass(
+        data,
+        lambda path, tick: build_file(path, spec, plan, rows, tick),
+        lambda chunks, tick: build_chunks(chunks, spec, plan, tick),
+        show,
+        f"audit: binning ({plan.method})",
+    )
     return finish(first, second, spec, plan, data.origins, progress=show)
 
 
@@ -92,16 +125,17 @@ def audit(
         reward=reward,
         by=by,
         binning=check_binning(binning, list(by)),
-        num_bins=check_num_bins(bins, "bins"),
+        num_bins=check_bins(bins),
         condition=condition,
         drop_nan=bool(drop_nan),
         options=audit_options(kernel, bandwidth, estimator),
-        permutations=check_integer("permutations", permutations),
+        permutations=check_permutations(permutations),
         seed=check_integer("seed", seed),
         method=check_choice("method", method, METHODS),
         grid_points=check_grid_points(grid_points),
     )
     check_choice("engine", engine, ENGINES)
+    chunk_size = check_chunk_size(chunk_size)
     if engine == "ray" or is_ray_dataset(source):
         return run_ray(source, spec, chunk_size)
     return run_local(source, spec, chunk_size, progress)

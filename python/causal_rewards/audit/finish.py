@@ -15,6 +15,27 @@ from .plan import Plan
 from .report import AuditReport, holm
 from .spec import Spec
 
+#: The keys of the core's audit result (``_core.audit_rewards`` and ``_core.audit_grid``) that the
+#: report is built from: all of them.
+RESULT_KEYS = frozenset(
+    {
+        "method",
+        "statistic",
+        "matrix",
+        "group_matrices",
+        "counts",
+        "bandwidths",
+        "bandwidth_error",
+        "error_bound",
+        "permutations",
+        "test_statistic",
+        "null_statistics",
+        "pvalue",
+        "pair_pvalues",
+        "grid_points",
+    }
+)
+
 
 def _with_progress(call, enabled: bool, permutations: int):
     """Runs the core call (which releases the GIL) in a thread while a bar follows its permutations."""
@@ -93,21 +114,13 @@ def _warnings(result: dict, spec: Spec, plan: Plan, first: FirstPass, group_coun
     return warnings
 
 
-def _bin_moments(second: SecondPass) -> tuple[np.ndarray, np.ndarray]:
-    sums = second.sums
-    with np.errstate(invalid="ignore", divide="ignore"):
-        means = sums[1] / sums[0]
-        stds = np.sqrt(np.maximum(sums[2] / sums[0] - means**2, 0.0))
-    return means, stds
-
-
 def make_report(
     result: dict, spec: Spec, plan: Plan, first: FirstPass, second: SecondPass, origins: list[str]
 ) -> AuditReport:
     """The report from the core's result and the passes' summaries."""
     group_counts = np.asarray(result["counts"], dtype=np.int64)
     pvalues = np.asarray(result["pair_pvalues"])
-    means, stds = _bin_moments(second)
+    means, stds = second.moments.means_stds()
     return AuditReport(
         statistic=float(result["statistic"]),
         pvalue=float(result["pvalue"]),

@@ -17,7 +17,8 @@ import numpy as np
 
 from .. import _core
 from ..binning import ValueSummary
-from .files import Chunk
+from .files import Chunk, FileState, check_unchanged, file_chunks
+from .moments import BinMoments
 from .plan import Plan
 from .rows import clean_chunk
 from .spec import Spec
@@ -35,12 +36,14 @@ class FirstPass:
     low: float = np.inf
     high: float = -np.inf
     columns: dict = field(default_factory=dict)
+    files: dict[str, FileState] = field(default_factory=dict)
 
     def merge(self, other: FirstPass) -> FirstPass:
         self.rows += other.rows
         self.dropped += other.dropped
         self.low = min(self.low, other.low)
         self.high = max(self.high, other.high)
+        self.files.update(other.files)
         for name, summary in other.columns.items():
             if name in self.columns:
                 self.columns[name].merge(summary)
@@ -59,7 +62,7 @@ class SecondPass:
     groups: list = field(default_factory=list)
     sketch: list | None = None
     histograms: np.ndarray | None = None
-    sums: np.ndarray | None = None
+    moments: BinMoments | None = None
 
     def merge(self, other: SecondPass) -> SecondPass:
         self.rewards += other.rewards
@@ -71,10 +74,11 @@ class SecondPass:
             else:
                 for mine, theirs in zip(self.sketch, other.sketch):
                     np.add(mine, theirs, out=mine)  # in place: memory stays one sketch
-        for name in ("histograms", "sums"):
-            mine, theirs = getattr(self, name), getattr(other, name)
-            if theirs is not None:
-                setattr(self, name, theirs.copy() if mine is None else mine + theirs)
+        if other.histograms is not None:
+            mine = self.histograms
+            self.histograms = other.histograms.copy() if mine is None else mine + other.histograms
+        if other.moments is not None:
+            self.moments = other.moments if self.moments is None else self.moments.merge(other.moments)
         return self
 
 
@@ -134,9 +138,22 @@ def _histograms(rewards: np.ndarray, labels: np.ndarray, plan: Plan) -> np.ndarr
     return np.bincount(labels * HISTOGRAM_BINS + slot, minlength=m * HISTOGRAM_BINS).reshape(m, -1)
 
 
+def _check_range(chunk: Chunk, rewards: np.ndarray, spec: Spec, plan: Plan) -> None:
+    """Pass two's rewards lie in pass one's range, unless the source changed between the passes."""
+    outside = (rewards < plan.low) | (rewards > plan.high)
+    if outside.any():
+        row = int(np.flatnonzero(outside)[0])
+        raise ValueError(
+            f"{chunk.origin} row {chunk.offset + row}: column {spec.reward!r} is {float(rewards[row])!r}, outside the "
+            f"range [{plan.low!r}, {plan.high!r}] read in the first pass: the source changed between the "
+            "audit's two passes"
+        )
+
+
 def build_chunk(chunk: Chunk, spec: Spec, plan: Plan) -> SecondPass:
     """Pass two on one chunk: binned rows or their sketch, and the report's per-bin summaries."""
     rewards, others, _ = clean_chunk(chunk, spec)
+    _check_range(chunk, rewards, spec, plan)
     labels, groups = _labels(chunk, others, spec, plan)
     out = SecondPass()
     if plan.method == "grid":
@@ -144,24 +161,59 @@ def build_chunk(chunk: Chunk, spec: Spec, plan: Plan) -> SecondPass:
     else:
         out.rewards, out.labels, out.groups = [rewards], [labels], [groups]
     out.histograms = _histograms(rewards, labels, plan)
-    m = plan.bins.num_bins
-    out.sums = np.stack(
-        [np.bincount(labels, weights=w, minlength=m) for w in (np.ones_like(rewards), rewards, rewards**2)]
-    )
+    out.moments = BinMoments(plan.bins.num_bins, plan.low, plan.high).add(rewards, labels)
     return out
 
 
-def scan_chunks(chunks: Iterable[Chunk], spec: Spec) -> FirstPass:
-    """Pass one over chunks, merged in order."""
+def _ignore() -> None:
+    pass
+
+
+def scan_chunks(chunks: Iterable[Chunk], spec: Spec, on_chunk=_ignore) -> FirstPass:
+    """Pass one over chunks, merged in order (``on_chunk()`` after each, e.g. a progress bar's update)."""
     result = FirstPass()
     for chunk in chunks:
         result.merge(scan_chunk(chunk, spec))
+        on_chunk()
     return result
 
 
-def build_chunks(chunks: Iterable[Chunk], spec: Spec, plan: Plan) -> SecondPass:
+def build_chunks(chunks: Iterable[Chunk], spec: Spec, plan: Plan, on_chunk=_ignore) -> SecondPass:
     """Pass two over chunks, merged in order."""
     result = SecondPass()
     for chunk in chunks:
         result.merge(build_chunk(chunk, spec, plan))
+        on_chunk()
+    return result
+
+
+class _Counted:
+    """The chunks of a file, counting its rows."""
+
+    def __init__(self, path: str, spec: Spec, chunk_rows: int):
+        self.chunks = file_chunks(path, spec.columns, chunk_rows)
+        self.rows = 0
+
+    def __iter__(self):
+        for chunk in self.chunks:
+            self.rows += len(chunk)
+            yield chunk
+
+
+def scan_file(path: str, spec: Spec, chunk_rows: int, on_chunk=_ignore) -> FirstPass:
+    """Pass one over a file; the result remembers the file's size, modification time and rows."""
+    before = FileState.of(path)
+    chunks = _Counted(path, spec, chunk_rows)
+    result = scan_chunks(chunks, spec, on_chunk)
+    result.files[path] = FileState(before.size, before.mtime_ns, chunks.rows)
+    return result
+
+
+def build_file(path: str, spec: Spec, plan: Plan, chunk_rows: int, on_chunk=_ignore) -> SecondPass:
+    """Pass two over a file, refused when the file is not the one pass one read."""
+    before = plan.files[path]
+    check_unchanged(path, before)
+    chunks = _Counted(path, spec, chunk_rows)
+    result = build_chunks(chunks, spec, plan, on_chunk)
+    check_unchanged(path, before, chunks.rows)
     return result

@@ -3,9 +3,10 @@ the method (``Plan``). Both engines make the plan on the driver and send it to p
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..binning import Binner, CrossedBins
+from .limits import check_array, check_total_bins
 from .spec import Spec
 
 #: method="auto" uses the brute force up to this many rows.
@@ -35,6 +36,7 @@ class Plan:
     fine_points: int
     coarse_points: int = COARSE_POINTS
     median_points: int = MEDIAN_POINTS
+    files: dict = field(default_factory=dict)  # path -> FileState seen by pass one
 
     @property
     def num_groups(self) -> int:
@@ -75,6 +77,7 @@ def make_plan(first, spec: Spec, origins: list[str]) -> Plan:
         extra = f" ({first.dropped} dropped for NaN)" if first.dropped else ""
         raise ValueError(f"{where}: no rows to audit{extra}")
     binners = [Binner(spec.binning[c], spec.num_bins).fit_summary(first.columns[c]) for c in spec.by]
+    check_total_bins([b.num_bins_ for b in binners], list(spec.by))
     bins = CrossedBins(binners, list(spec.by))
     groups = None
     if spec.condition:
@@ -82,4 +85,24 @@ def make_plan(first, spec: Spec, origins: list[str]) -> Plan:
     group_labels = [f"{spec.condition}={v}" for v in groups.categories_] if groups else ["all"]
     method = choose_method(spec, first.rows)
     fine = spec.grid_points or default_fine_points(bins.num_bins * len(group_labels))
-    return Plan(bins, groups, group_labels, method, first.low, first.high, fine)
+    plan = Plan(bins, groups, group_labels, method, first.low, first.high, fine, files=dict(first.files))
+    check_sizes(plan, spec)
+    return plan
+
+
+def check_sizes(plan: Plan, spec: Spec) -> None:
+    """The arrays the plan implies fit the audit's limits: the per-group M x M matrices of the result
+    and, for the grid method, the sketch."""
+    m = plan.bins.num_bins
+    if spec.condition:
+        check_array(
+            f"condition {spec.condition!r} with {plan.num_groups:,} values and {m} bins: the MMD^2 matrices per value",
+            (plan.num_groups, m, m),
+            "use fewer bins or a condition with fewer values",
+        )
+    if plan.method == "grid":
+        check_array(
+            f"the grid sketch of {plan.num_cells:,} cells (bins x condition values)",
+            (plan.num_cells, plan.fine_points + plan.coarse_points),
+            "use fewer grid_points, fewer bins or a condition with fewer values",
+        )

@@ -21,20 +21,30 @@ ADJUSTMENT = "holm"
 def holm(pvalues: np.ndarray) -> np.ndarray:
     """Holm (1979) step-down adjusted p-values of a symmetric (M, M) matrix (NaN entries ignored):
     sorted ascending p_(1) <= ... <= p_(k), adjusted p_(i) = max_{j <= i} min(1, (k - j + 1) p_(j))."""
-    m = pvalues.shape[0]
-    upper = [(p, q) for p in range(m) for q in range(p + 1, m) if not np.isnan(pvalues[p, q])]
+    p, q = _upper_pairs(pvalues)
+    order = np.argsort(pvalues[p, q], kind="stable")
+    p, q = p[order], q[order]
+    k = p.shape[0]
     adjusted = np.full_like(pvalues, np.nan, dtype=np.float64)
-    order = sorted(upper, key=lambda pq: pvalues[pq])
-    running = 0.0
-    for rank, (p, q) in enumerate(order):
-        running = max(running, min(1.0, (len(order) - rank) * pvalues[p, q]))
-        adjusted[p, q] = adjusted[q, p] = running
+    running = np.maximum.accumulate(np.minimum(1.0, (k - np.arange(k)) * pvalues[p, q])) if k else []
+    adjusted[p, q] = adjusted[q, p] = running
     return adjusted
+
+
+def _upper_pairs(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The pairs p < q (row by row) where the symmetric matrix is not NaN."""
+    p, q = np.triu_indices(matrix.shape[0], 1)
+    keep = ~np.isnan(matrix[p, q])
+    return p[keep], q[keep]
 
 
 def _json_value(value):
     """NaN and infinities become null; numpy types become Python ones."""
     if isinstance(value, np.ndarray):
+        if value.dtype.kind == "f":  # whole arrays at once: M x M matrices can hold a million values
+            out = value.astype(object)
+            out[~np.isfinite(value)] = None
+            return out.tolist()
         return _json_value(value.tolist())
     if isinstance(value, (list, tuple)):
         return [_json_value(v) for v in value]
@@ -157,9 +167,10 @@ class AuditReport:
         return text
 
     def top_pairs(self, limit: int = 10) -> list[tuple[int, int]]:
-        m = self.num_bins
-        pairs = [(p, q) for p in range(m) for q in range(p + 1, m) if not np.isnan(self.mmd[p, q])]
-        return sorted(pairs, key=lambda pq: -self.mmd[pq])[:limit]
+        """The bin pairs (p, q), p < q, of the largest MMD^2, largest first."""
+        p, q = _upper_pairs(self.mmd)
+        order = np.argsort(-self.mmd[p, q], kind="stable")[:limit]
+        return [(int(a), int(b)) for a, b in zip(p[order], q[order])]
 
     def summary(self) -> str:
         """A plain-text summary table for the terminal."""

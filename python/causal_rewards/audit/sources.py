@@ -67,9 +67,7 @@ class Source:
 
     def __init__(self, source, columns: Sequence[str], chunk_rows: int | None = None):
         self.columns = list(dict.fromkeys(columns))
-        self.chunk_rows = DEFAULT_CHUNK_ROWS if chunk_rows is None else int(chunk_rows)
-        if self.chunk_rows < 1:
-            raise ValueError(f"chunk_size must be >= 1, got {chunk_rows}")
+        self.chunk_rows = DEFAULT_CHUNK_ROWS if chunk_rows is None else chunk_rows
         self.files: list[str] = []
         self.table: dict[str, np.ndarray] | None = None
         if is_path_source(source):
@@ -95,14 +93,40 @@ class Source:
             yield from file_chunks(path, self.columns, self.chunk_rows)
 
 
+def _labels_by_name(labels, columns: list[str], origin: str) -> dict:
+    """The column label of each name: the label itself or, for labels that are not strings (pandas
+    integer column names), the label whose text is the name; an error for a missing or ambiguous name."""
+    labels = list(labels)
+    require_columns(columns, [str(label) for label in labels], origin)
+    found = {}
+    for column in columns:
+        matches = [label for label in labels if str(label) == column]
+        if len(matches) > 1:
+            raise ValueError(
+                f"{origin}: column {column!r} is ambiguous: the columns {matches!r} all read {column!r}"
+            )
+        found[column] = matches[0]
+    return found
+
+
+def _same_lengths(table: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    for c, values in table.items():
+        if values.ndim != 1:
+            raise ValueError(f"input: column {c!r} must be 1-D, got shape {values.shape}")
+    lengths = {c: v.shape[0] for c, v in table.items()}
+    if len(set(lengths.values())) > 1:
+        detail = ", ".join(f"{c}={n}" for c, n in lengths.items())
+        raise ValueError(f"input: columns have different lengths ({detail})")
+    return table
+
+
 def _in_memory_columns(source, columns: list[str]) -> dict[str, np.ndarray]:
     module = type(source).__module__
     if module.startswith("pandas"):
         if not hasattr(source, "columns"):
             raise TypeError(f"a pandas source must be a DataFrame, got {type(source).__name__}")
-        available = [str(c) for c in source.columns]
-        require_columns(columns, available, "input")
-        return {c: np.asarray(source[c].to_numpy()) for c in columns}
+        labels = _labels_by_name(source.columns, columns, "input")
+        return _same_lengths({c: np.asarray(source[labels[c]].to_numpy()) for c in columns})
     if module.startswith("polars"):
         if not hasattr(source, "columns") or not hasattr(source, "get_column"):
             raise TypeError(f"a polars source must be a DataFrame, got {type(source).__name__}")
@@ -114,16 +138,8 @@ def _in_memory_columns(source, columns: list[str]) -> dict[str, np.ndarray]:
         require_columns(columns, list(source.column_names), "input")
         return {c: arrow_column(source.column(c), "input", c) for c in columns}
     if isinstance(source, Mapping):
-        require_columns(columns, [str(k) for k in source], "input")
-        table = {c: np.asarray(source[c]) for c in columns}
-        lengths = {c: (v.shape[0] if v.ndim == 1 else None) for c, v in table.items()}
-        for c, length in lengths.items():
-            if length is None:
-                raise ValueError(f"input: column {c!r} must be 1-D, got shape {table[c].shape}")
-        if len(set(lengths.values())) > 1:
-            detail = ", ".join(f"{c}={n}" for c, n in lengths.items())
-            raise ValueError(f"input: columns have different lengths ({detail})")
-        return table
+        labels = _labels_by_name(source.keys(), columns, "input")
+        return _same_lengths({c: np.asarray(source[labels[c]]) for c in columns})
     raise TypeError(
         "source must be file paths or globs, a pandas or polars DataFrame, a pyarrow Table, a dict of "
         f"arrays or a Ray Dataset, got {type(source).__name__}"

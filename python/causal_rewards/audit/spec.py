@@ -8,7 +8,8 @@ from __future__ import annotations
 import numbers
 from dataclasses import dataclass
 
-from ..options import KERNELS, MmdOptions, check_choice
+from ..options import KERNELS, MmdOptions, check_choice, check_num_bins
+from .limits import LIMIT_REASON, MAX_BINS, MAX_GRID_POINTS, MAX_PERMUTATIONS
 
 METHODS = ("auto", "exact", "scan", "grid")
 ENGINES = ("local", "ray")
@@ -81,12 +82,50 @@ def check_integer(name: str, value) -> int:
     """An integer in [0, 2**64), or TypeError / ValueError naming it."""
     if not isinstance(value, numbers.Integral) or isinstance(value, bool):
         raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
-    if value < 0 or value >= 2**64:
+    if value < 0:
         raise ValueError(f"{name} must be >= 0, got {value}")
+    if value >= 2**64:
+        raise ValueError(f"{name} must be below 2**64, got {value}")
     return int(value)
 
 
+def check_permutations(permutations) -> int:
+    permutations = check_integer("permutations", permutations)
+    if permutations > MAX_PERMUTATIONS:
+        raise ValueError(
+            f"permutations = {permutations} is above the limit of {MAX_PERMUTATIONS:,} (the smallest p-value "
+            f"is 1 / (1 + permutations): {MAX_PERMUTATIONS:,} resolve 1e-6)"
+        )
+    return permutations
+
+
+def check_bins(bins) -> int:
+    """Bins per numeric column: an integer in [2, MAX_BINS] (the crossed total is checked after fitting)."""
+    bins = check_num_bins(bins, "bins")
+    if bins > MAX_BINS:
+        raise ValueError(f"bins = {bins} is above the audit's limit of {MAX_BINS:,} bins ({LIMIT_REASON})")
+    return bins
+
+
 def check_grid_points(grid_points) -> int | None:
-    if grid_points is not None and (not isinstance(grid_points, numbers.Integral) or grid_points < 3):
+    if grid_points is None:
+        return None
+    if not isinstance(grid_points, numbers.Integral) or isinstance(grid_points, bool) or grid_points < 3:
         raise ValueError(f"grid_points must be an integer >= 3, got {grid_points!r}")
-    return None if grid_points is None else int(grid_points)
+    if grid_points > MAX_GRID_POINTS:
+        raise ValueError(
+            f"grid_points = {grid_points} is above the limit of {MAX_GRID_POINTS:,} (the sketch holds "
+            "grid_points counts per bin and condition value)"
+        )
+    return int(grid_points)
+
+
+def check_chunk_size(chunk_size) -> int | None:
+    """Rows per chunk: None (the default) or an integer >= 1."""
+    if chunk_size is None:
+        return None
+    if not isinstance(chunk_size, numbers.Integral) or isinstance(chunk_size, bool):
+        raise TypeError(f"chunk_size must be an integer, got {type(chunk_size).__name__}")
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    return int(chunk_size)
