@@ -14,13 +14,15 @@ its result, and the driver raises the first one in the order of the rows.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import pickle
 
 import numpy as np
 
-from .files import Chunk, file_chunks
+from .files import Chunk
 from .finish import finish
-from .passes import FirstPass, SecondPass, build_chunk, build_chunks, scan_chunk, scan_chunks
+from .passes import FirstPass, SecondPass, build_chunk, build_file, scan_chunk, scan_file
 from .plan import make_plan
 from .sources import DEFAULT_CHUNK_ROWS, expand_paths, is_ray_dataset
 from .spec import Spec
@@ -64,11 +66,11 @@ def _batch_second(batch: dict, spec: Spec, plan) -> dict:
 
 
 def _file_first(row: dict, spec: Spec, chunk_rows: int) -> dict:
-    return {"summary": _outcome(scan_chunks, file_chunks(row["item"], spec.columns, chunk_rows), spec)}
+    return {"summary": _outcome(scan_file, row["item"], spec, chunk_rows)}
 
 
 def _file_second(row: dict, spec: Spec, plan, chunk_rows: int) -> dict:
-    return {"summary": _outcome(build_chunks, file_chunks(row["item"], spec.columns, chunk_rows), spec, plan)}
+    return {"summary": _outcome(build_file, row["item"], spec, plan, chunk_rows)}
 
 
 def _import_ray():
@@ -77,9 +79,25 @@ def _import_ray():
         import ray.data
     except ModuleNotFoundError:
         raise ValueError('the Ray engine needs Ray: pip install "causal-rewards[ray]"') from None
-    if not ray.is_initialized():
-        ray.init(include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+    if not ray.is_initialized():  # a cluster of our own: only its errors on stderr
+        ray.init(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
     return ray
+
+
+@contextlib.contextmanager
+def _settings(context):
+    """Runs the passes with rows in order and Ray Data's progress bars and logs below ERROR off; the
+    dataset's context (shared with the caller's dataset) and the logger are restored afterwards."""
+    logger = logging.getLogger("ray.data")
+    saved = (context.execution_options.preserve_order, context.enable_progress_bars, logger.level)
+    context.execution_options.preserve_order = True
+    context.enable_progress_bars = False
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        context.execution_options.preserve_order, context.enable_progress_bars, level = saved
+        logger.setLevel(level)
 
 
 def _dataset_passes(source, spec: Spec, batch: int):
@@ -113,16 +131,16 @@ def _file_passes(files, spec: Spec, batch: int):
 def run_ray(source, spec: Spec, chunk_size: int | None):
     """Both passes on Ray; the plan and the core call on the driver."""
     ray = _import_ray()
-    ray.data.DataContext.get_current().execution_options.preserve_order = True
-    batch = int(chunk_size or DEFAULT_CHUNK_ROWS)
+    batch = DEFAULT_CHUNK_ROWS if chunk_size is None else chunk_size
     if is_ray_dataset(source):
-        origins = ["ray dataset"]
+        origins, dataset = ["ray dataset"], source
         first_pass, second_pass = _dataset_passes(source, spec, batch)
     else:
         origins = expand_paths(source)
-        files = ray.data.from_items(origins, override_num_blocks=len(origins))
-        first_pass, second_pass = _file_passes(files, spec, batch)
-    first = _merge(first_pass().iter_rows(), FirstPass())
-    plan = make_plan(first, spec, origins)
-    second = _merge(second_pass(plan).iter_rows(), SecondPass())
+        dataset = ray.data.from_items(origins, override_num_blocks=len(origins))
+        first_pass, second_pass = _file_passes(dataset, spec, batch)
+    with _settings(dataset.context):
+        first = _merge(first_pass().iter_rows(), FirstPass())
+        plan = make_plan(first, spec, origins)
+        second = _merge(second_pass(plan).iter_rows(), SecondPass())
     return finish(first, second, spec, plan, origins)
