@@ -189,18 +189,11 @@ def test_bad_outputs_are_refused_before_the_audit(tmp_path, scores, capsys, monk
 
 
 def _cli_outputs(tmp_path, scores):
+    options = "--by bin --binning categorical --kernel energy --permutations 5 --quiet"
     return [
         "audit",
         scores,
-        "--by",
-        "bin",
-        "--binning",
-        "categorical",
-        "--kernel",
-        "energy",
-        "--permutations",
-        "5",
-        "--quiet",
+        *options.split(),
         "--json",
         str(tmp_path / "r.json"),
         "--html",

@@ -7,6 +7,7 @@ import causal_rewards as cr
 import numpy as np
 import pandas as pd
 import pytest
+from audit_helpers import assert_same_report
 
 ray = pytest.importorskip("ray", reason='the Ray engine needs pip install "causal-rewards[ray]"')
 ray_data = pytest.importorskip("ray.data")
@@ -40,18 +41,6 @@ def frame(n, seed=0):
     )
 
 
-def same(a, b):
-    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    return np.array_equal(np.isnan(a), np.isnan(b)) and np.array_equal(a[~np.isnan(a)], b[~np.isnan(b)])
-
-
-def assert_same(a, b):
-    assert a.method == b.method and a.n == b.n and a.statistic == b.statistic
-    assert same(a.mmd, b.mmd) and same(a.pvalues, b.pvalues) and same(a.pvalue, b.pvalue)
-    assert np.array_equal(a.counts, b.counts) and a.bandwidth == b.bandwidth
-    assert np.array_equal(a.null_statistics, b.null_statistics) and a.error_bound == b.error_bound
-
-
 @pytest.mark.parametrize("kernel,method", [("energy", "scan"), ("rbf", "grid")])
 def test_ray_dataset_equals_local(cluster, kernel, method):
     df = frame(6000, seed=1)
@@ -68,7 +57,7 @@ def test_ray_dataset_equals_local(cluster, kernel, method):
     dataset = ray_data.from_pandas([df.iloc[rows] for rows in np.array_split(np.arange(len(df)), 4)])
     assert dataset.num_blocks() == 4
     distributed = cr.audit(dataset, chunk_size=700, **options)
-    assert_same(local, distributed)
+    assert_same_report(local, distributed)
 
 
 def test_ray_engine_reads_paths(cluster, tmp_path):
@@ -85,7 +74,7 @@ def test_ray_engine_reads_paths(cluster, tmp_path):
         "permutations": 20,
         "grid_points": 2049,
     }
-    assert_same(cr.audit(paths, **options), cr.audit(paths, engine="ray", **options))
+    assert_same_report(cr.audit(paths, **options), cr.audit(paths, engine="ray", **options))
 
 
 def test_ray_bad_input(cluster, tmp_path):

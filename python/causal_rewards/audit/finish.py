@@ -8,7 +8,7 @@ import threading
 
 import numpy as np
 
-from .. import _core
+from .._core import audit_grid, audit_progress, audit_rewards
 from .._io import progress_bar
 from .passes import FirstPass, SecondPass
 from .plan import Plan
@@ -54,7 +54,7 @@ def _with_progress(call, enabled: bool, permutations: int):
     with progress_bar(total=permutations, desc="audit: permutations", enabled=True) as bar:
         while worker.is_alive():
             worker.join(0.2)
-            done, planned = _core.audit_progress()
+            done, planned = audit_progress()
             if planned == permutations:
                 bar.update(max(0, min(done, permutations) - bar.n))
     if "error" in outcome:
@@ -75,16 +75,14 @@ def compute(second: SecondPass, spec: Spec, plan: Plan, progress: bool = False) 
         fine, coarse, pooled, counts = second.sketch
 
         def call():
-            return _core.audit_grid(
-                fine, coarse, pooled, counts, plan.low, plan.high, plan.num_groups, m, *options
-            )
+            return audit_grid(fine, coarse, pooled, counts, plan.low, plan.high, plan.num_groups, m, *options)
     else:
         rewards = np.concatenate(second.rewards)
         labels = np.concatenate(second.labels)
         groups = np.concatenate(second.groups) if spec.condition else None
 
         def call():
-            return _core.audit_rewards(rewards, labels, groups, m, *options, plan.method)
+            return audit_rewards(rewards, labels, groups, m, *options, plan.method)
 
     return _with_progress(call, progress, spec.permutations)
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .. import _core
+from .._core import grid_sketch
 from ..binning import ValueSummary
 from .files import Chunk, FileState, check_unchanged, file_chunks
 from .moments import BinMoments
@@ -116,7 +116,7 @@ def _labels(chunk: Chunk, others: dict, spec: Spec, plan: Plan) -> tuple[np.ndar
 
 def _sketch(rewards: np.ndarray, cells: np.ndarray, plan: Plan) -> list:
     return list(
-        _core.grid_sketch(
+        grid_sketch(
             rewards,
             cells,
             plan.num_cells,

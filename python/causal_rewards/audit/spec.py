@@ -122,10 +122,6 @@ def check_grid_points(grid_points) -> int | None:
 
 def check_chunk_size(chunk_size) -> int | None:
     """Rows per chunk: None (the default) or an integer >= 1."""
-    if chunk_size is None:
-        return None
-    if not isinstance(chunk_size, numbers.Integral) or isinstance(chunk_size, bool):
-        raise TypeError(f"chunk_size must be an integer, got {type(chunk_size).__name__}")
-    if chunk_size < 1:
+    if chunk_size is not None and check_integer("chunk_size", chunk_size) < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-    return int(chunk_size)
+    return chunk_size if chunk_size is None else int(chunk_size)
