@@ -11,6 +11,7 @@ import causal_rewards as cr
 import numpy as np
 import pandas as pd
 import pytest
+from audit_helpers import assert_same_report, same
 from causal_rewards import _io
 from causal_rewards.audit import report as report_module
 from causal_rewards.cli import main as crm
@@ -95,15 +96,6 @@ def run(df, **kwargs):
     kwargs.setdefault("binning", "categorical")
     kwargs.setdefault("permutations", 0)
     return cr.audit(df, **kwargs)
-
-
-def same(a, b):
-    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    return (
-        a.shape == b.shape
-        and np.array_equal(np.isnan(a), np.isnan(b))
-        and np.array_equal(a[~np.isnan(a)], b[~np.isnan(b)])
-    )
 
 
 # ---------------------------------------------------------------- statistics ------------------------------------
@@ -256,14 +248,6 @@ def write_files(df, tmp_path, parts=3):
         paths["jsonl"].append(str(tmp_path / f"part{i}.jsonl"))
         part.to_json(paths["jsonl"][-1], orient="records", lines=True, double_precision=15)
     return paths
-
-
-def assert_same_report(a, b):
-    assert a.method == b.method and a.n == b.n
-    assert a.statistic == b.statistic and same(a.mmd, b.mmd)
-    assert same(a.pvalue, b.pvalue) and same(a.pvalues, b.pvalues)
-    assert np.array_equal(a.counts, b.counts) and a.bandwidth == b.bandwidth
-    assert np.array_equal(a.null_statistics, b.null_statistics) and a.error_bound == b.error_bound
 
 
 @pytest.mark.parametrize("kernel,method", [("energy", "scan"), ("rbf", "grid"), ("laplacian", "exact")])

@@ -7,6 +7,7 @@ import causal_rewards as cr
 import numpy as np
 import pandas as pd
 import pytest
+from audit_helpers import assert_same_report
 
 ray = pytest.importorskip("ray", reason='the Ray engine needs pip install "causal-rewards[ray]"')
 ray_data = pytest.importorskip("ray.data")
@@ -40,18 +41,6 @@ def frame(n, seed=0):
     )
 
 
-def same(a, b):
-    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    return np.array_equal(np.isnan(a), np.isnan(b)) and np.array_equal(a[~np.isnan(a)], b[~np.isnan(b)])
-
-
-def assert_same(a, b):
-    assert a.method == b.method and a.n == b.n and a.statistic == b.statistic
-    assert same(a.mmd, b.mmd) and same(a.pvalues, b.pvalues) and same(a.pvalue, b.pvalue)
-    assert np.array_equal(a.counts, b.counts) and a.bandwidth == b.bandwidth
-    assert np.array_equal(a.null_statistics, b.null_statistics) and a.error_bound == b.error_bound
-
-
 @pytest.mark.parametrize("kernel,method", [("energy", "scan"), ("rbf", "grid")])
 def test_ray_dataset_equals_local(cluster, kernel, method):
     df = frame(6000, seed=1)
@@ -68,7 +57,7 @@ def test_ray_dataset_equals_local(cluster, kernel, method):
     dataset = ray_data.from_pandas([df.iloc[rows] for rows in np.array_split(np.arange(len(df)), 4)])
     assert dataset.num_blocks() == 4
     distributed = cr.audit(dataset, chunk_size=700, **options)
-    assert_same(local, distributed)
+    assert_same_report(local, distributed)
 
 
 def test_ray_engine_reads_paths(cluster, tmp_path):
@@ -85,7 +74,7 @@ def test_ray_engine_reads_paths(cluster, tmp_path):
         "permutations": 20,
         "grid_points": 2049,
     }
-    assert_same(cr.audit(paths, **options), cr.audit(paths, engine="ray", **options))
+    assert_same_report(cr.audit(paths, **options), cr.audit(paths, engine="ray", **options))
 
 
 def test_ray_bad_input(cluster, tmp_path):
@@ -101,3 +90,84 @@ def test_ray_bad_input(cluster, tmp_path):
         cr.audit(str(path), by="nope", permutations=0, engine="ray")
     rep = cr.audit(str(path), by="bin", binning="categorical", permutations=0, engine="ray", drop_nan=True)
     assert rep.dropped == 1 and rep.n == 299
+
+
+@pytest.mark.parametrize("where", ["dataset", "files"])
+def test_ray_task_errors_come_back_with_their_own_type(cluster, tmp_path, where):
+    """Ray wraps an error raised in a task (RayTaskError(UserCodeException), keeping only its text):
+    the tasks return the user's errors instead, and the driver raises them as they were."""
+    df = frame(200, seed=4).assign(reward=lambda d: d.reward.astype(str))
+    if where == "dataset":
+        source, expected = ray_data.from_pandas(df), "ray dataset row 0: column 'reward' is"
+    else:
+        source = str(tmp_path / "text.parquet")
+        df.to_parquet(source)
+        expected = f"{source} row 0: column 'reward' is"
+    with pytest.raises(TypeError) as error:
+        cr.audit(source, by="bin", binning="categorical", permutations=0, engine="ray")
+    assert type(error.value) is TypeError and str(error.value).startswith(expected)
+    assert error.value.__cause__ is None and error.value.__context__ is None
+
+
+def test_ray_file_errors_keep_their_type(cluster, tmp_path):
+    corrupt = tmp_path / "corrupt.parquet"
+    corrupt.write_bytes(b"PAR1 not parquet")
+    with pytest.raises(ValueError, match="corrupt.parquet: cannot read parquet file"):
+        cr.audit(str(corrupt), by="bin", permutations=0, engine="ray")
+
+
+def test_ray_engine_refuses_a_file_changed_between_the_passes(cluster, tmp_path, monkeypatch):
+    from causal_rewards.audit import ray_engine
+
+    path = tmp_path / "scores.csv"
+    frame(300, seed=5).to_csv(path, index=False)
+    real = ray_engine.make_plan
+
+    def plan_then_append(*args):
+        plan = real(*args)
+        with open(path, "a") as out:
+            out.write("0.5,1,0,10\n")
+        return plan
+
+    monkeypatch.setattr(ray_engine, "make_plan", plan_then_append)
+    with pytest.raises(ValueError, match=r"scores.csv: the file changed between the audit's two passes"):
+        cr.audit(str(path), by="bin", binning="categorical", permutations=0, engine="ray")
+
+
+def test_ray_dataset_settings_are_restored(cluster):
+    import logging
+
+    dataset = ray_data.from_pandas(frame(500, seed=6))
+    context = dataset.context
+    context.execution_options.preserve_order, context.enable_progress_bars = False, True
+    logger = logging.getLogger("ray.data")
+    level = logger.level
+    cr.audit(dataset, by="bin", binning="categorical", kernel="energy", permutations=0)
+    assert not context.execution_options.preserve_order and context.enable_progress_bars
+    assert logger.level == level
+
+
+def test_cli_ray_errors_are_one_line_without_ray_logs(tmp_path):
+    """In a fresh process (the CLI starts its own Ray): stderr holds the error line and nothing else."""
+    import subprocess
+    import sys
+
+    df = frame(300, seed=7)
+    df.loc[17, "reward"] = np.nan
+    path = tmp_path / "nan.parquet"
+    df.to_parquet(path)
+    command = [
+        sys.executable,
+        "-m",
+        "causal_rewards.cli",
+        "audit",
+        str(path),
+        "--by",
+        "bin",
+        "--engine",
+        "ray",
+    ]
+    done = subprocess.run(command, check=False, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2, done.stderr
+    expected = f"crm audit: error: {path} row 17: column 'reward' is nan: rewards must be finite"
+    assert len(done.stderr.splitlines()) == 1 and done.stderr.startswith(expected), done.stderr

@@ -18,9 +18,17 @@ class UsageError(Exception):
     """Bad input or usage: the CLI prints the message on one line and exits with code 2."""
 
 
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line on stderr (and exit code 2), like every
+    other error of the CLI; ``--help`` still prints the whole usage."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="crm", description="Causal reward modelling: train and audit.")
-    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser = Parser(prog="crm", description="Causal reward modelling: train and audit.")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
     for name in SUBCOMMANDS:
         try:
             module = importlib.import_module(name)

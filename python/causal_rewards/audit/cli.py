@@ -4,9 +4,12 @@ above --fail-above (a CI gate), 2 on bad input or usage (one line naming the fil
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import sys
+from pathlib import Path
 
-from .._io import check_writable
+from .._io import atomic_write, check_writable
 from ..binning import KINDS
 from ..options import KERNELS, parse_bandwidth
 from .engine import ENGINES, METHODS, audit
@@ -17,6 +20,19 @@ def _bandwidth(text: str):
         return parse_bandwidth(text, "--bandwidth")
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _threshold(text: str) -> float:
+    """--fail-above: a number; NaN would silently disable the gate (no statistic is above NaN)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if math.isnan(value):
+        raise argparse.ArgumentTypeError(
+            "NaN would never fail the gate (no statistic is above NaN): give a number"
+        )
+    return value
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -45,7 +61,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--drop-nan", action="store_true", help="drop rows with missing or non-finite values")
     parser.add_argument("--json", metavar="FILE", help="write the report as JSON")
     parser.add_argument("--html", metavar="FILE", help="write a self-contained HTML report")
-    parser.add_argument("--fail-above", type=float, metavar="X", help="exit 1 when the statistic exceeds X")
+    parser.add_argument(
+        "--fail-above", type=_threshold, metavar="X", help="exit 1 when the statistic exceeds X"
+    )
     parser.add_argument("--engine", choices=ENGINES, default="local")
     parser.add_argument("--chunk-size", type=int, default=None, metavar="ROWS")
     parser.add_argument("--quiet", action="store_true", help="no summary on stdout")
@@ -53,10 +71,41 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     return parser
 
 
+def check_outputs(outputs: dict[str, str | None]) -> dict[str, str]:
+    """The output files asked for (option -> path), each writable and no two the same file."""
+    chosen = {option: path for option, path in outputs.items() if path is not None}
+    seen: dict[str, str] = {}
+    for option, path in chosen.items():
+        if not path.strip():
+            raise ValueError(f"{option} needs a file name, got {path!r}")
+        check_writable(path)
+        real = os.path.realpath(path)
+        if real in seen:
+            raise ValueError(f"{option} and {seen[real]} name the same file {path!r}: give each its own file")
+        seen[real] = option
+    return chosen
+
+
+def write_outputs(files: dict[str, str]) -> None:
+    """Writes every file (path -> text), each atomically; when one fails, the ones already written are
+    put back as they were, so that the outputs are all written or none is."""
+    previous = {path: Path(path).read_bytes() if os.path.exists(path) else None for path in files}
+    written = []
+    try:
+        for path, text in files.items():
+            atomic_write(path, text)
+            written.append(path)
+    except BaseException:
+        for path in written:
+            if previous[path] is None:
+                os.unlink(path)
+            else:
+                atomic_write(path, previous[path])
+        raise
+
+
 def run(args) -> int:
-    for path in (args.json, args.html):
-        if path:
-            check_writable(path)
+    outputs = check_outputs({"--json": args.json, "--html": args.html})
     report = audit(
         args.paths,
         reward=args.reward,
@@ -75,10 +124,8 @@ def run(args) -> int:
         chunk_size=args.chunk_size,
         progress=None if not args.quiet else False,
     )
-    if args.json:
-        report.to_json(args.json)
-    if args.html:
-        report.to_html(args.html)
+    render = {"--json": lambda: report.to_json() + "\n", "--html": report.to_html}
+    write_outputs({path: render[option]() for option, path in outputs.items()})  # render all, then write
     if not args.quiet:
         print(report.summary())
     if args.fail_above is not None and report.statistic > args.fail_above:

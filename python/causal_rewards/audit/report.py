@@ -1,12 +1,10 @@
-"""The audit report: numbers (attributes and JSON), a terminal summary, and a self-contained HTML
-page with embedded figures. Output files are written whole or not at all (``causal_rewards._io``).
+"""The audit report: the numbers of a finished audit (attributes and JSON) and a terminal summary;
+the HTML page with its figures is drawn by ``html_page``. Output files are written whole or not at all
+(``causal_rewards._io``).
 """
 
 from __future__ import annotations
 
-import base64
-import html
-import io
 import json
 import math
 from dataclasses import dataclass, field
@@ -14,6 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .._io import atomic_write
+from . import html_page
 
 #: The per-pair p-values are adjusted for multiple testing with Holm's step-down method.
 ADJUSTMENT = "holm"
@@ -22,20 +21,30 @@ ADJUSTMENT = "holm"
 def holm(pvalues: np.ndarray) -> np.ndarray:
     """Holm (1979) step-down adjusted p-values of a symmetric (M, M) matrix (NaN entries ignored):
     sorted ascending p_(1) <= ... <= p_(k), adjusted p_(i) = max_{j <= i} min(1, (k - j + 1) p_(j))."""
-    m = pvalues.shape[0]
-    upper = [(p, q) for p in range(m) for q in range(p + 1, m) if not np.isnan(pvalues[p, q])]
+    p, q = _upper_pairs(pvalues)
+    order = np.argsort(pvalues[p, q], kind="stable")
+    p, q = p[order], q[order]
+    k = p.shape[0]
     adjusted = np.full_like(pvalues, np.nan, dtype=np.float64)
-    order = sorted(upper, key=lambda pq: pvalues[pq])
-    running = 0.0
-    for rank, (p, q) in enumerate(order):
-        running = max(running, min(1.0, (len(order) - rank) * pvalues[p, q]))
-        adjusted[p, q] = adjusted[q, p] = running
+    running = np.maximum.accumulate(np.minimum(1.0, (k - np.arange(k)) * pvalues[p, q])) if k else []
+    adjusted[p, q] = adjusted[q, p] = running
     return adjusted
+
+
+def _upper_pairs(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The pairs p < q (row by row) where the symmetric matrix is not NaN."""
+    p, q = np.triu_indices(matrix.shape[0], 1)
+    keep = ~np.isnan(matrix[p, q])
+    return p[keep], q[keep]
 
 
 def _json_value(value):
     """NaN and infinities become null; numpy types become Python ones."""
     if isinstance(value, np.ndarray):
+        if value.dtype.kind == "f":  # whole arrays at once: M x M matrices can hold a million values
+            out = value.astype(object)
+            out[~np.isfinite(value)] = None
+            return out.tolist()
         return _json_value(value.tolist())
     if isinstance(value, (list, tuple)):
         return [_json_value(v) for v in value]
@@ -96,78 +105,6 @@ class AuditReport:
     histograms: np.ndarray
     reward_range: tuple
     warnings: list = field(default_factory=list)
-
-    @classmethod
-    def from_result(cls, result: dict, *, spec, plan, first, second, origins) -> AuditReport:
-        group_counts = np.asarray(result["counts"], dtype=np.int64)
-        counts = group_counts.sum(axis=0)
-        pvalues = np.asarray(result["pair_pvalues"])
-        sums = second.sums
-        with np.errstate(invalid="ignore", divide="ignore"):
-            means = sums[1] / sums[0]
-            stds = np.sqrt(np.maximum(sums[2] / sums[0] - means**2, 0.0))
-        labels = plan.bins.labels
-        warnings = []
-        too_small = 2 if spec.estimator == "unbiased" else 1
-        for g, group in enumerate(plan.group_labels):
-            for b, label in enumerate(labels):
-                if group_counts[g, b] < too_small:
-                    where = label if plan.num_groups == 1 else f"{label} ({group})"
-                    warnings.append(
-                        f"bin {where} has {group_counts[g, b]} rows: its pairs are not computable"
-                    )
-        if result["method"] == "grid" and result["bandwidths"] and int(result["permutations"]) > 0:
-            from .engine import COARSE_POINTS
-
-            step = (plan.high - plan.low) / (COARSE_POINTS - 1)
-            if step > min(result["bandwidths"]) / 20:
-                warnings.append(
-                    f"the permutation test ranks rewards rounded to a step of {step:.3g}, not small against the "
-                    f"bandwidth {min(result['bandwidths']):.3g}: its power may suffer (the statistic is unaffected)"
-                )
-        if first.dropped:
-            warnings.append(f"{first.dropped} rows with a missing or non-finite value were dropped")
-        if np.all(np.isnan(np.asarray(result["matrix"])[~np.eye(len(labels), dtype=bool)])):
-            warnings.append("no bin pair is computable: the statistic is 0 and the test has no power")
-        return cls(
-            statistic=float(result["statistic"]),
-            pvalue=float(result["pvalue"]),
-            mmd=np.asarray(result["matrix"]),
-            pvalues=pvalues,
-            pvalues_adjusted=holm(pvalues),
-            counts=counts,
-            group_counts=group_counts,
-            group_mmd=np.asarray(result["group_matrices"]),
-            method=result["method"],
-            error_bound=float(result["error_bound"]),
-            bandwidth=[] if spec.kernel == "energy" else list(result["bandwidths"]),
-            bandwidth_error=float(result["bandwidth_error"]),
-            kernel=spec.kernel,
-            estimator=spec.estimator,
-            permutations=int(result["permutations"]),
-            seed=spec.seed,
-            n=int(first.rows),
-            dropped=int(first.dropped),
-            num_bins=len(labels),
-            bin_labels=labels,
-            group_labels=plan.group_labels,
-            reward=spec.reward,
-            by=list(spec.by),
-            condition=spec.condition,
-            binning=dict(spec.binning),
-            bins=[
-                {"column": name, **binner.state_dict()} for name, binner in zip(plan.bins.names, plan.bins.binners)
-            ],
-            sources=list(origins),
-            test_statistic=float(result["test_statistic"]),
-            null_statistics=np.asarray(result["null_statistics"]),
-            grid_points=int(result["grid_points"]),
-            means=means,
-            stds=stds,
-            histograms=second.histograms,
-            reward_range=(float(plan.low), float(plan.high)),
-            warnings=warnings,
-        )
 
     def to_dict(self) -> dict:
         """The JSON fields (NaN -> None)."""
@@ -230,9 +167,10 @@ class AuditReport:
         return text
 
     def top_pairs(self, limit: int = 10) -> list[tuple[int, int]]:
-        m = self.num_bins
-        pairs = [(p, q) for p in range(m) for q in range(p + 1, m) if not np.isnan(self.mmd[p, q])]
-        return sorted(pairs, key=lambda pq: -self.mmd[pq])[:limit]
+        """The bin pairs (p, q), p < q, of the largest MMD^2, largest first."""
+        p, q = _upper_pairs(self.mmd)
+        order = np.argsort(-self.mmd[p, q], kind="stable")[:limit]
+        return [(int(a), int(b)) for a, b in zip(p[order], q[order])]
 
     def summary(self) -> str:
         """A plain-text summary table for the terminal."""
@@ -277,104 +215,11 @@ class AuditReport:
 
     def figures(self) -> dict[str, str]:
         """Base64 PNGs: bin-pair MMD^2 heatmap, p-value heatmap, per-bin reward distributions, counts."""
-        # The object-oriented API: no pyplot state, no backend switch in the caller's process.
-        from matplotlib import colormaps
-        from matplotlib.figure import Figure
-
-        def subplots(figsize):
-            fig = Figure(figsize=figsize)
-            return fig, fig.subplots()
-
-        def encode(fig) -> str:
-            buffer = io.BytesIO()
-            fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
-            return base64.b64encode(buffer.getvalue()).decode("ascii")
-
-        m = self.num_bins
-        short = [label if len(label) <= 28 else label[:27] + "~" for label in self.bin_labels]
-        size = min(12.0, 3.0 + 0.35 * m)
-        out = {}
-        for name, matrix, title, cmap in (
-            ("heatmap", self.mmd, "MMD^2 per bin pair", "viridis"),
-            ("pvalues", -np.log10(self.pvalues), "-log10 permutation p-value per bin pair", "magma"),
-        ):
-            fig, ax = subplots(figsize=(size, size * 0.85))
-            image = ax.imshow(np.ma.masked_invalid(matrix), cmap=cmap)
-            fig.colorbar(image, ax=ax, shrink=0.8)
-            ax.set_xticks(range(m), short, rotation=90, fontsize=7)
-            ax.set_yticks(range(m), short, fontsize=7)
-            ax.set_title(title)
-            out[name] = encode(fig)
-        fig, ax = subplots(figsize=(8, 4.5))
-        low, high = self.reward_range
-        edges = np.linspace(low, high if high > low else low + 1, self.histograms.shape[1] + 1)
-        centres = 0.5 * (edges[:-1] + edges[1:])
-        colours = colormaps["viridis"](np.linspace(0, 1, m))
-        for b in range(m):
-            total = self.histograms[b].sum()
-            if total:
-                density = self.histograms[b] / (total * (edges[1] - edges[0]))
-                ax.plot(centres, density, color=colours[b], lw=1.2, label=short[b] if m <= 12 else None)
-        ax.set_xlabel(self.reward)
-        ax.set_ylabel("density")
-        ax.set_title("reward distribution per bin")
-        if m <= 12:
-            ax.legend(fontsize=7)
-        out["distributions"] = encode(fig)
-        fig, ax = subplots(figsize=(8, 3.5))
-        ax.bar(range(m), self.counts, color="#4c72b0")
-        ax.set_xticks(range(m), short, rotation=90, fontsize=7)
-        ax.set_ylabel("rows")
-        ax.set_title("rows per bin")
-        out["counts"] = encode(fig)
-        return out
+        return html_page.figures(self)
 
     def to_html(self, path=None) -> str:
         """A self-contained HTML report (figures embedded as base64 PNG); written atomically to path."""
-        e = html.escape
-        figures = self.figures()
-        info = [
-            ("statistic (mean pairwise MMD^2)", f"{self.statistic:.6g}"),
-            ("permutation p-value", "n/a" if math.isnan(self.pvalue) else f"{self.pvalue:.4g}"),
-            ("permutations (seed)", f"{self.permutations} ({self.seed})"),
-            ("method", self.method),
-            ("error bound", f"{self.error_bound:.3g}"),
-            ("kernel / bandwidth", f"{self.kernel} / {', '.join(f'{b:.4g}' for b in self.bandwidth) or '-'}"),
-            ("estimator", self.estimator),
-            ("rows (dropped)", f"{self.n} ({self.dropped})"),
-            ("reward / by / condition", f"{self.reward} / {' x '.join(self.by)} / {self.condition or '-'}"),
-            ("sources", ", ".join(self.sources[:5]) + (" ..." if len(self.sources) > 5 else "")),
-        ]
-        rows = "".join(f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in info)
-        bins = "".join(
-            f"<tr><td>{e(label)}</td><td>{count}</td><td>{mean:.4g}</td><td>{std:.4g}</td></tr>"
-            for label, count, mean, std in zip(self.bin_labels, self.counts, self.means, self.stds)
-        )
-        pairs = "".join(
-            f"<tr><td>{e(self.bin_labels[p])}</td><td>{e(self.bin_labels[q])}</td><td>{self.mmd[p, q]:.4g}</td>"
-            f"<td>{self.pvalues[p, q]:.4g}</td><td>{self.pvalues_adjusted[p, q]:.4g}</td></tr>"
-            for p, q in self.top_pairs(50)
-        )
-        warnings = "".join(f"<li>{e(w)}</li>" for w in self.warnings)
-        image = '<figure><img alt="{0}" src="data:image/png;base64,{1}"><figcaption>{0}</figcaption></figure>'
-        page = f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>crm audit: {e(self.reward)}</title>
-<style>body{{font-family:sans-serif;margin:2em;max-width:1100px}}table{{border-collapse:collapse;margin:1em 0}}
-td,th{{border:1px solid #ccc;padding:3px 8px;text-align:left}}img{{max-width:100%}}figure{{margin:1em 0}}</style>
-</head><body>
-<h1>Reward bias audit</h1>
-<table>{rows}</table>
-{f"<h2>Warnings</h2><ul>{warnings}</ul>" if warnings else ""}
-<h2>Bin pairs</h2>
-{image.format("MMD^2 per bin pair", figures["heatmap"])}
-{image.format("-log10 p-value per bin pair", figures["pvalues"])}
-<table><tr><th>bin</th><th>bin</th><th>MMD^2</th><th>p-value</th><th>Holm-adjusted</th></tr>{pairs}</table>
-<h2>Bins</h2>
-{image.format("reward distribution per bin", figures["distributions"])}
-{image.format("rows per bin", figures["counts"])}
-<table><tr><th>bin</th><th>rows</th><th>mean reward</th><th>std</th></tr>{bins}</table>
-</body></html>
-"""
+        page = html_page.render(self)
         if path is not None:
             atomic_write(path, page)
         return page

@@ -1,0 +1,165 @@
+"""After pass two: one call into the Rust core (``_core.audit_rewards`` for the exact and scan methods,
+``_core.audit_grid`` for the sketch), then the report built from its result and the passes' summaries.
+Both engines end here, on the driver."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from .._core import audit_grid, audit_progress, audit_rewards
+from .._io import progress_bar
+from .passes import FirstPass, SecondPass
+from .plan import Plan
+from .report import AuditReport, holm
+from .spec import Spec
+
+#: The keys of the core's audit result (``_core.audit_rewards`` and ``_core.audit_grid``) that the
+#: report is built from: all of them.
+RESULT_KEYS = frozenset(
+    {
+        "method",
+        "statistic",
+        "matrix",
+        "group_matrices",
+        "counts",
+        "bandwidths",
+        "bandwidth_error",
+        "error_bound",
+        "permutations",
+        "test_statistic",
+        "null_statistics",
+        "pvalue",
+        "pair_pvalues",
+        "grid_points",
+    }
+)
+
+
+def _with_progress(call, enabled: bool, permutations: int):
+    """Runs the core call (which releases the GIL) in a thread while a bar follows its permutations."""
+    if not enabled or permutations < 1:
+        return call()
+    outcome = {}
+
+    def target():
+        try:
+            outcome["result"] = call()
+        except BaseException as error:  # noqa: BLE001 - re-raised in the calling thread below
+            outcome["error"] = error
+
+    worker = threading.Thread(target=target, daemon=True)
+    worker.start()
+    with progress_bar(total=permutations, desc="audit: permutations", enabled=True) as bar:
+        while worker.is_alive():
+            worker.join(0.2)
+            done, planned = audit_progress()
+            if planned == permutations:
+                bar.update(max(0, min(done, permutations) - bar.n))
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["result"]
+
+
+def _core_bandwidth(spec: Spec):
+    # The energy kernel has no bandwidth: a fixed one spares the core a median.
+    return [1.0] if spec.kernel == "energy" else spec.options.core_bandwidth
+
+
+def compute(second: SecondPass, spec: Spec, plan: Plan, progress: bool = False) -> dict:
+    """The core's audit result (a dict; keys as documented in ``_core.pyi``)."""
+    m = plan.bins.num_bins
+    options = (spec.kernel, _core_bandwidth(spec), spec.options.estimator, spec.permutations, spec.seed)
+    if plan.method == "grid":
+        fine, coarse, pooled, counts = second.sketch
+
+        def call():
+            return audit_grid(fine, coarse, pooled, counts, plan.low, plan.high, plan.num_groups, m, *options)
+    else:
+        rewards = np.concatenate(second.rewards)
+        labels = np.concatenate(second.labels)
+        groups = np.concatenate(second.groups) if spec.condition else None
+
+        def call():
+            return audit_rewards(rewards, labels, groups, m, *options, plan.method)
+
+    return _with_progress(call, progress, spec.permutations)
+
+
+def _warnings(result: dict, spec: Spec, plan: Plan, first: FirstPass, group_counts: np.ndarray) -> list[str]:
+    warnings = []
+    labels = plan.bins.labels
+    too_small = 2 if spec.options.estimator == "unbiased" else 1
+    for g, group in enumerate(plan.group_labels):
+        for b, label in enumerate(labels):
+            if group_counts[g, b] < too_small:
+                where = label if plan.num_groups == 1 else f"{label} ({group})"
+                warnings.append(f"bin {where} has {group_counts[g, b]} rows: its pairs are not computable")
+    bandwidths = result["bandwidths"]
+    if result["method"] == "grid" and bandwidths and int(result["permutations"]) > 0:
+        step = (plan.high - plan.low) / (plan.coarse_points - 1)
+        if step > min(bandwidths) / 20:
+            warnings.append(
+                f"the permutation test ranks rewards rounded to a step of {step:.3g}, not small against the "
+                f"bandwidth {min(bandwidths):.3g}: its power may suffer (the statistic is unaffected)"
+            )
+    if first.dropped:
+        warnings.append(f"{first.dropped} rows with a missing or non-finite value were dropped")
+    matrix = np.asarray(result["matrix"])
+    if np.all(np.isnan(matrix[~np.eye(len(labels), dtype=bool)])):
+        warnings.append("no bin pair is computable: the statistic is 0 and the test has no power")
+    return warnings
+
+
+def make_report(
+    result: dict, spec: Spec, plan: Plan, first: FirstPass, second: SecondPass, origins: list[str]
+) -> AuditReport:
+    """The report from the core's result and the passes' summaries."""
+    group_counts = np.asarray(result["counts"], dtype=np.int64)
+    pvalues = np.asarray(result["pair_pvalues"])
+    means, stds = second.moments.means_stds()
+    return AuditReport(
+        statistic=float(result["statistic"]),
+        pvalue=float(result["pvalue"]),
+        mmd=np.asarray(result["matrix"]),
+        pvalues=pvalues,
+        pvalues_adjusted=holm(pvalues),
+        counts=group_counts.sum(axis=0),
+        group_counts=group_counts,
+        group_mmd=np.asarray(result["group_matrices"]),
+        method=result["method"],
+        error_bound=float(result["error_bound"]),
+        bandwidth=[] if spec.kernel == "energy" else list(result["bandwidths"]),
+        bandwidth_error=float(result["bandwidth_error"]),
+        kernel=spec.kernel,
+        estimator=spec.options.estimator,
+        permutations=int(result["permutations"]),
+        seed=spec.seed,
+        n=int(first.rows),
+        dropped=int(first.dropped),
+        num_bins=plan.bins.num_bins,
+        bin_labels=plan.bins.labels,
+        group_labels=plan.group_labels,
+        reward=spec.reward,
+        by=list(spec.by),
+        condition=spec.condition,
+        binning=dict(spec.binning),
+        bins=[{"column": name, **b.state_dict()} for name, b in zip(plan.bins.names, plan.bins.binners)],
+        sources=list(origins),
+        test_statistic=float(result["test_statistic"]),
+        null_statistics=np.asarray(result["null_statistics"]),
+        grid_points=int(result["grid_points"]),
+        means=means,
+        stds=stds,
+        histograms=second.histograms,
+        reward_range=(float(plan.low), float(plan.high)),
+        warnings=_warnings(result, spec, plan, first, group_counts),
+    )
+
+
+def finish(
+    first: FirstPass, second: SecondPass, spec: Spec, plan: Plan, origins: list[str], progress: bool = False
+) -> AuditReport:
+    """The core's audit of pass two's result, as a report."""
+    return make_report(compute(second, spec, plan, progress), spec, plan, first, second, origins)

@@ -1,0 +1,108 @@
+"""Between the two passes: the bins fitted from pass one's value counts, the condition's groups, and
+the method (``Plan``). Both engines make the plan on the driver and send it to pass two."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..binning import Binner, CrossedBins
+from .limits import check_array, check_total_bins
+from .spec import Spec
+
+#: method="auto" uses the brute force up to this many rows.
+EXACT_MAX_ROWS = 1000
+#: Points of the coarse grid on which the grid method's permutation test runs.
+COARSE_POINTS = 2049
+#: Points of the grid from which the grid method takes the median heuristic.
+MEDIAN_POINTS = (1 << 20) + 1
+#: The kernels each method computes.
+METHOD_KERNELS = {
+    "exact": ("rbf", "laplacian", "imq", "energy"),
+    "scan": ("energy", "laplacian"),
+    "grid": ("rbf", "imq"),
+}
+
+
+@dataclass
+class Plan:
+    """Fitted bins, the method and the grid, decided after pass one."""
+
+    bins: CrossedBins
+    groups: Binner | None
+    group_labels: list[str]
+    method: str
+    low: float
+    high: float
+    fine_points: int
+    coarse_points: int = COARSE_POINTS
+    median_points: int = MEDIAN_POINTS
+    files: dict = field(default_factory=dict)  # path -> FileState seen by pass one
+
+    @property
+    def num_groups(self) -> int:
+        return len(self.group_labels)
+
+    @property
+    def num_cells(self) -> int:
+        """(group, bin) cells: the grid sketch has one histogram per cell."""
+        return self.num_groups * self.bins.num_bins
+
+
+def choose_method(spec: Spec, rows: int) -> str:
+    """The method asked for, or for "auto" the exact brute force on small inputs, else the fast method of
+    the kernel; ValueError when the method does not compute the kernel."""
+    method = spec.method
+    if method == "auto":
+        if rows <= EXACT_MAX_ROWS:
+            method = "exact"
+        else:
+            method = "scan" if spec.kernel in METHOD_KERNELS["scan"] else "grid"
+    supported = METHOD_KERNELS[method]
+    if spec.kernel not in supported:
+        raise ValueError(
+            f"method {method!r} supports the kernels {', '.join(supported)}, not {spec.kernel!r}"
+        )
+    return method
+
+
+def default_fine_points(cells: int) -> int:
+    """The fine grid: finer for few cells, where its memory is small."""
+    return 131073 if cells <= 64 else 65537 if cells <= 256 else 16385
+
+
+def make_plan(first, spec: Spec, origins: list[str]) -> Plan:
+    """The plan from pass one's merged result (``passes.FirstPass``)."""
+    if first.rows == 0:
+        where = ", ".join(origins[:3]) + (" ..." if len(origins) > 3 else "")
+        extra = f" ({first.dropped} dropped for NaN)" if first.dropped else ""
+        raise ValueError(f"{where}: no rows to audit{extra}")
+    binners = [Binner(spec.binning[c], spec.num_bins).fit_summary(first.columns[c]) for c in spec.by]
+    check_total_bins([b.num_bins_ for b in binners], list(spec.by))
+    bins = CrossedBins(binners, list(spec.by))
+    groups = None
+    if spec.condition:
+        groups = Binner("categorical").fit_summary(first.columns[spec.condition], single_bin=True)
+    group_labels = [f"{spec.condition}={v}" for v in groups.categories_] if groups else ["all"]
+    method = choose_method(spec, first.rows)
+    fine = spec.grid_points or default_fine_points(bins.num_bins * len(group_labels))
+    plan = Plan(bins, groups, group_labels, method, first.low, first.high, fine, files=dict(first.files))
+    check_sizes(plan, spec)
+    return plan
+
+
+def check_sizes(plan: Plan, spec: Spec) -> None:
+    """The arrays the plan implies fit the audit's limits: the per-group M x M matrices of the result
+    and, for the grid method, the sketch."""
+    m = plan.bins.num_bins
+    if spec.condition:
+        check_array(
+            f"condition {spec.condition!r} with {plan.num_groups:,} values and {m} bins: the MMD^2 matrices per value",
+            (plan.num_groups, m, m),
+            "use fewer bins or a condition with fewer values",
+        )
+    if plan.method == "grid":
+        check_array(
+            f"the grid sketch of {plan.num_cells:,} cells (bins x condition values)",
+            (plan.num_cells, plan.fine_points + plan.coarse_points),
+            "use fewer grid_points, fewer bins or a condition with fewer values",
+        )
