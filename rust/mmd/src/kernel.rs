@@ -10,28 +10,16 @@
 //! With several bandwidths the kernel is the mean of the kernels at each bandwidth. At d = 0 the
 //! (sub)gradient of laplacian and energy is taken as 0, so that ties contribute no gradient.
 
+use crate::choices::choices;
 use crate::error::{MmdError, Result};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KernelKind {
-    Rbf,
-    Laplacian,
-    Imq,
-    Energy,
-}
-
-impl std::str::FromStr for KernelKind {
-    type Err = MmdError;
-    fn from_str(name: &str) -> Result<Self> {
-        match name {
-            "rbf" => Ok(Self::Rbf),
-            "laplacian" => Ok(Self::Laplacian),
-            "imq" => Ok(Self::Imq),
-            "energy" => Ok(Self::Energy),
-            other => Err(MmdError::InvalidArgument(format!(
-                "unknown kernel {other:?}: expected one of \"rbf\", \"laplacian\", \"imq\", \"energy\""
-            ))),
-        }
+choices! {
+    "kernel",
+    pub enum KernelKind {
+        Rbf => "rbf",
+        Laplacian => "laplacian",
+        Imq => "imq",
+        Energy => "energy",
     }
 }
 

@@ -16,6 +16,7 @@
 //! ```
 
 pub mod audit;
+mod choices;
 mod data;
 mod error;
 mod exact;
@@ -25,12 +26,15 @@ mod median;
 mod parallel;
 mod reduce;
 
-pub use data::{Input, LabelColumn, Layout, RewardColumn};
+pub use data::{Input, LabelColumn, RewardColumn};
 pub use error::{MmdError, Result};
 pub use kernel::{Kernel, KernelKind};
-pub use median::{median_bandwidth, median_pairwise_distance};
+pub use median::median_bandwidth;
 pub use parallel::{num_threads, parallelism_enabled, set_num_threads, set_parallelism};
 pub use reduce::Reduction;
+
+use choices::choices;
+use data::Layout;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Bandwidth {
@@ -40,24 +44,12 @@ pub enum Bandwidth {
     Median,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Estimator {
-    Biased,
-    Unbiased,
-    Linear,
-}
-
-impl std::str::FromStr for Estimator {
-    type Err = MmdError;
-    fn from_str(name: &str) -> Result<Self> {
-        match name {
-            "biased" => Ok(Self::Biased),
-            "unbiased" => Ok(Self::Unbiased),
-            "linear" => Ok(Self::Linear),
-            other => Err(MmdError::InvalidArgument(format!(
-                "unknown estimator {other:?}: expected one of \"biased\", \"unbiased\", \"linear\""
-            ))),
-        }
+choices! {
+    "estimator",
+    pub enum Estimator {
+        Biased => "biased",
+        Unbiased => "unbiased",
+        Linear => "linear",
     }
 }
 
@@ -89,24 +81,32 @@ pub struct Statistic {
     pub matrix: Vec<f64>,
     pub num_groups: usize,
     pub num_bins: usize,
-    /// The bandwidths used (the median resolved to a number).
+    /// The bandwidths used (the median resolved to a number; none for the energy kernel).
     pub bandwidths: Vec<f64>,
 }
 
-/// Everything a computation needs, validated once.
-struct Prepared {
-    layout: Layout,
-    kernel: Kernel,
-    bandwidths: Vec<f64>,
+/// Validates an input without computing anything: (number of groups, number of bins), or the
+/// error any computation on it would give.
+pub fn check_input(input: &Input) -> Result<(usize, usize)> {
+    input.check()
 }
 
-fn prepare(input: &Input, options: &Options) -> Result<Prepared> {
+/// Everything a computation needs, validated once: the sorted rewards and the resolved kernel.
+pub(crate) struct Prepared {
+    pub layout: Layout,
+    pub kernel: Kernel,
+    /// The bandwidths used (the median resolved; none for the energy kernel).
+    pub bandwidths: Vec<f64>,
+}
+
+pub(crate) fn prepare(input: &Input, kind: KernelKind, bandwidth: &Bandwidth) -> Result<Prepared> {
     let layout = Layout::new(input)?;
-    let bandwidths = match &options.bandwidth {
-        Bandwidth::Fixed(list) => list.clone(),
-        Bandwidth::Median => vec![median_bandwidth(&layout.values)],
+    let bandwidths = match (kind, bandwidth) {
+        (KernelKind::Energy, _) => Vec::new(),
+        (_, Bandwidth::Fixed(list)) => list.clone(),
+        (_, Bandwidth::Median) => vec![median_bandwidth(&layout.values)],
     };
-    let kernel = Kernel::new(options.kernel, &bandwidths)?;
+    let kernel = Kernel::new(kind, &bandwidths)?;
     Ok(Prepared {
         layout,
         kernel,
@@ -115,7 +115,7 @@ fn prepare(input: &Input, options: &Options) -> Result<Prepared> {
 }
 
 impl Prepared {
-    /// The (G, M, M) matrix, and for the exact estimators the kernel sums behind it.
+    /// The (G, M, M) matrix.
     fn matrix(&self, estimator: Estimator) -> Vec<f64> {
         match estimator {
             Estimator::Linear => linear::matrix(&self.layout, &self.kernel),
@@ -158,6 +158,26 @@ impl Prepared {
         self.layout.to_input_order(&sorted)
     }
 
+    /// For the exact estimators and a reduction linear in the matrix (mean, sum), the weights are
+    /// known from the bin counts alone, so value and gradient come from one sweep.
+    fn value_and_grad_in_one_sweep(&self, options: &Options) -> (f64, Vec<f64>, Vec<f64>) {
+        let (g, m) = (self.layout.num_groups, self.layout.num_bins);
+        let unbiased = options.estimator == Estimator::Unbiased;
+        let counts = self.layout.counts();
+        // The weights depend on which pairs are computable, i.e. on the counts only.
+        let mut computable = vec![f64::NAN; g * m * m];
+        for pair in exact::computable_pairs(&counts, m, unbiased) {
+            computable[pair.cell_p * m + pair.q] = 0.0;
+        }
+        let (_, pair_weights) = reduce::reduce(&computable, g, m, options.reduction);
+        let w = exact::sum_weights(&pair_weights, &counts, m, unbiased);
+        let (sums, grad) = exact::sweep(&self.layout, &self.kernel, Some(&w));
+        let matrix = self.exact_matrix(&sums, options.estimator);
+        let (value, _) = reduce::reduce(&matrix, g, m, options.reduction);
+        let grad = self.layout.to_input_order(&grad.expect("weights given"));
+        (value, matrix, grad)
+    }
+
     fn statistic(&self, value: Option<f64>, matrix: Vec<f64>) -> Statistic {
         Statistic {
             value,
@@ -171,7 +191,7 @@ impl Prepared {
 
 /// Pairwise-bin MMD^2: the (G, M, M) matrix and, unless the reduction is `None`, its reduction.
 pub fn pairwise_bin_mmd(input: &Input, options: &Options) -> Result<Statistic> {
-    let prepared = prepare(input, options)?;
+    let prepared = prepare(input, options.kernel, &options.bandwidth)?;
     let matrix = prepared.matrix(options.estimator);
     let value = (options.reduction != Reduction::None).then(|| {
         let (g, m) = (prepared.layout.num_groups, prepared.layout.num_bins);
@@ -182,9 +202,8 @@ pub fn pairwise_bin_mmd(input: &Input, options: &Options) -> Result<Statistic> {
 
 /// The reduced statistic and its gradient with respect to every reward (input order).
 ///
-/// For the exact estimators with a reduction linear in the matrix (mean, sum) the weights are
-/// known from the bin counts alone, so value and gradient come from one sweep; `max` needs the
-/// matrix first and sweeps twice.
+/// For the exact estimators with a reduction linear in the matrix (mean, sum) value and gradient
+/// come from one sweep; `max` needs the matrix first and sweeps twice.
 pub fn pairwise_bin_mmd_value_and_grad(
     input: &Input,
     options: &Options,
@@ -194,36 +213,13 @@ pub fn pairwise_bin_mmd_value_and_grad(
             "reduction=\"none\" has no scalar value to differentiate; use \"mean\", \"sum\" or \"max\"".into(),
         ));
     }
-    let prepared = prepare(input, options)?;
-    let (g, m) = (prepared.layout.num_groups, prepared.layout.num_bins);
+    let prepared = prepare(input, options.kernel, &options.bandwidth)?;
     let linear_in_matrix = matches!(options.reduction, Reduction::Mean | Reduction::Sum);
     if options.estimator != Estimator::Linear && linear_in_matrix {
-        // The weights depend on which pairs are computable, i.e. on the counts only.
-        let unbiased = options.estimator == Estimator::Unbiased;
-        let counts = prepared.layout.counts();
-        let computable: Vec<f64> = (0..g * m * m)
-            .map(|at| {
-                let (cell_p, q) = (at / m, at % m);
-                let cell_q = (cell_p / m) * m + q;
-                let ok = exact::within_coefficient(counts[cell_p], unbiased).is_some()
-                    && exact::within_coefficient(counts[cell_q], unbiased).is_some();
-                if ok {
-                    0.0
-                } else {
-                    f64::NAN
-                }
-            })
-            .collect();
-        let (_, pair_weights) = reduce::reduce(&computable, g, m, options.reduction);
-        let w = exact::sum_weights(&pair_weights, &counts, m, unbiased);
-        let (sums, grad) = exact::sweep(&prepared.layout, &prepared.kernel, Some(&w));
-        let matrix = prepared.exact_matrix(&sums, options.estimator);
-        let (value, _) = reduce::reduce(&matrix, g, m, options.reduction);
-        let grad = prepared
-            .layout
-            .to_input_order(&grad.expect("weights given"));
+        let (value, matrix, grad) = prepared.value_and_grad_in_one_sweep(options);
         return Ok((prepared.statistic(Some(value), matrix), grad));
     }
+    let (g, m) = (prepared.layout.num_groups, prepared.layout.num_bins);
     let matrix = prepared.matrix(options.estimator);
     let (value, pair_weights) = reduce::reduce(&matrix, g, m, options.reduction);
     let grad = prepared.gradient(options.estimator, &pair_weights);
@@ -237,7 +233,7 @@ pub fn pairwise_bin_mmd_matrix_vjp(
     options: &Options,
     upstream: &[f64],
 ) -> Result<Vec<f64>> {
-    let prepared = prepare(input, options)?;
+    let prepared = prepare(input, options.kernel, &options.bandwidth)?;
     let (g, m) = (prepared.layout.num_groups, prepared.layout.num_bins);
     if upstream.len() != g * m * m {
         return Err(MmdError::InvalidArgument(format!(
@@ -250,16 +246,56 @@ pub fn pairwise_bin_mmd_matrix_vjp(
     Ok(prepared.gradient(options.estimator, &pair_weights))
 }
 
+/// x then y, read in place as one column of rewards; errors name x or y.
+struct TwoSamples<'a> {
+    x: &'a dyn RewardColumn,
+    y: &'a dyn RewardColumn,
+}
+
+impl RewardColumn for TwoSamples<'_> {
+    fn len(&self) -> usize {
+        self.x.len() + self.y.len()
+    }
+    fn get(&self, i: usize) -> f64 {
+        match i.checked_sub(self.x.len()) {
+            None => self.x.get(i),
+            Some(j) => self.y.get(j),
+        }
+    }
+    fn name(&self, i: usize) -> (&'static str, usize) {
+        match i.checked_sub(self.x.len()) {
+            None => ("x", i),
+            Some(j) => ("y", j),
+        }
+    }
+}
+
+/// Bin 0 for the first `split` rows, bin 1 after.
+struct TwoBins {
+    split: usize,
+    len: usize,
+}
+
+impl LabelColumn for TwoBins {
+    fn len(&self) -> usize {
+        self.len
+    }
+    fn get(&self, i: usize) -> i64 {
+        i64::from(i >= self.split)
+    }
+}
+
 /// Two-sample MMD^2 between x and y: the same as two bins with reduction "sum".
 ///
 /// ```
-/// let d = crm_mmd::mmd(&[0.0, 0.1], &[3.0, 3.1], crm_mmd::KernelKind::Rbf,
+/// let (x, y) = (vec![0.0, 0.1], vec![3.0, 3.1]);
+/// let d = crm_mmd::mmd(&x, &y, crm_mmd::KernelKind::Rbf,
 ///                      &crm_mmd::Bandwidth::Fixed(vec![1.0]), crm_mmd::Estimator::Biased).unwrap();
 /// assert!(d > 1.9 && d < 2.0);
 /// ```
 pub fn mmd(
-    x: &[f64],
-    y: &[f64],
+    x: &dyn RewardColumn,
+    y: &dyn RewardColumn,
     kernel: KernelKind,
     bandwidth: &Bandwidth,
     estimator: Estimator,
@@ -270,10 +306,11 @@ pub fn mmd(
     if y.is_empty() {
         return Err(MmdError::Empty { name: "y" });
     }
-    let rewards: Vec<f64> = x.iter().chain(y).copied().collect();
-    let bins: Vec<i64> = (0..rewards.len())
-        .map(|i| i64::from(i >= x.len()))
-        .collect();
+    let rewards = TwoSamples { x, y };
+    let bins = TwoBins {
+        split: x.len(),
+        len: rewards.len(),
+    };
     let options = Options {
         kernel,
         bandwidth: bandwidth.clone(),

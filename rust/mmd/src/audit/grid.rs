@@ -1,12 +1,5 @@
-//! `Method::Grid`: rbf and imq kernel sums at any n from per-bin histograms on a fine grid, with an
-//! error bound, and an exact permutation test on a coarse grid.
-//!
-//! Sketch (mergeable by integer addition, so chunks, files and Ray partitions add up exactly):
-//! - fine: linear binning on P points g_k = low + k h. A reward at position (x - low)/h = k + t
-//!   puts weight 1 - t on g_k and t on g_k+1, with t rounded to a multiple of 2^-32 and weights
-//!   stored as integers in units of 2^-32.
-//! - coarse: counts of each bin at the nearest of P_c coarse points (the permutation test's tables).
-//! - pooled: counts of all rewards at the nearest of P_m points (the median heuristic).
+//! `Method::Grid`: rbf and imq kernel sums at any n from the per-bin histograms of a `GridSketch`,
+//! with an error bound, and an exact permutation test on its coarse grid.
 //!
 //! Kernel sums: S_pq ~ w_p^T K w_q with K_kl = k((k - l) h), evaluated by FFT (zero-padded to
 //! N >= 2P, so the circular convolution is the linear one) as (1/N) sum_f Khat_f Re(conj(W_p,f) W_q,f).
@@ -30,295 +23,16 @@
 use super::fft::Fft;
 use super::hypergeometric::sample_multivariate;
 use super::rng::Rng;
-use super::{permutation_test, AuditOptions, AuditResult, Evaluator, Method};
+use super::sketch::{median_from_counts, GridSketch, ONE};
+use super::{
+    assemble, permutation_test, AuditOptions, AuditResult, Evaluator, Method, TestOutcome,
+};
+use crate::data::check_num_bins;
 use crate::error::{MmdError, Result};
+use crate::exact::computable_pairs;
 use crate::kernel::{Kernel, KernelKind};
 use crate::parallel::map_blocks;
 use crate::Bandwidth;
-
-/// Fixed-point unit of the fine weights.
-const ONE: u64 = 1 << 32;
-
-/// Where the grids lie: [low, high] and the number of points of each grid.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct GridSpec {
-    pub low: f64,
-    pub high: f64,
-    pub fine_points: usize,
-    pub coarse_points: usize,
-    pub median_points: usize,
-}
-
-impl GridSpec {
-    pub fn new(
-        low: f64,
-        high: f64,
-        fine_points: usize,
-        coarse_points: usize,
-        median_points: usize,
-    ) -> Result<Self> {
-        if !(low.is_finite() && high.is_finite() && low <= high) {
-            return Err(MmdError::InvalidArgument(format!(
-                "grid range must be finite with low <= high, got [{low}, {high}]"
-            )));
-        }
-        for (name, points) in [
-            ("fine", fine_points),
-            ("coarse", coarse_points),
-            ("median", median_points),
-        ] {
-            if points < 2 {
-                return Err(MmdError::InvalidArgument(format!(
-                    "{name} grid needs >= 2 points, got {points}"
-                )));
-            }
-        }
-        Ok(Self {
-            low,
-            high,
-            fine_points,
-            coarse_points,
-            median_points,
-        })
-    }
-
-    /// Spacing of a grid of `points` points over [low, high] (1.0 when all rewards are equal).
-    pub fn step(&self, points: usize) -> f64 {
-        if self.high > self.low {
-            (self.high - self.low) / (points - 1) as f64
-        } else {
-            1.0
-        }
-    }
-
-    fn position(&self, x: f64, points: usize) -> f64 {
-        ((x - self.low) / self.step(points)).clamp(0.0, (points - 1) as f64)
-    }
-}
-
-/// Per-cell (group x bin) histograms; see the module documentation.
-#[derive(Debug, Clone, PartialEq)]
-pub struct GridSketch {
-    pub spec: GridSpec,
-    pub num_cells: usize,
-    /// (cells, fine_points) weights in units of 2^-32.
-    pub fine: Vec<u64>,
-    /// (cells, coarse_points) counts.
-    pub coarse: Vec<u64>,
-    /// (median_points,) counts of all rewards.
-    pub pooled: Vec<u64>,
-    /// (cells,) counts.
-    pub counts: Vec<u64>,
-}
-
-impl GridSketch {
-    pub fn new(spec: GridSpec, num_cells: usize) -> Self {
-        Self {
-            spec,
-            num_cells,
-            fine: vec![0; num_cells * spec.fine_points],
-            coarse: vec![0; num_cells * spec.coarse_points],
-            pooled: vec![0; spec.median_points],
-            counts: vec![0; num_cells],
-        }
-    }
-
-    /// A sketch from its arrays (e.g. merged elsewhere), checked for consistency.
-    pub fn from_parts(
-        spec: GridSpec,
-        num_cells: usize,
-        fine: Vec<u64>,
-        coarse: Vec<u64>,
-        pooled: Vec<u64>,
-        counts: Vec<u64>,
-    ) -> Result<Self> {
-        let sketch = Self {
-            spec,
-            num_cells,
-            fine,
-            coarse,
-            pooled,
-            counts,
-        };
-        let expect = |name: &str, got: usize, want: usize| {
-            if got == want {
-                Ok(())
-            } else {
-                Err(MmdError::InvalidArgument(format!(
-                    "sketch {name} has {got} entries, expected {want}"
-                )))
-            }
-        };
-        expect("fine", sketch.fine.len(), num_cells * spec.fine_points)?;
-        expect(
-            "coarse",
-            sketch.coarse.len(),
-            num_cells * spec.coarse_points,
-        )?;
-        expect("pooled", sketch.pooled.len(), spec.median_points)?;
-        expect("counts", sketch.counts.len(), num_cells)?;
-        for cell in 0..num_cells {
-            let fine: u128 = sketch.fine[cell * spec.fine_points..(cell + 1) * spec.fine_points]
-                .iter()
-                .map(|&w| u128::from(w))
-                .sum();
-            let coarse: u64 = sketch.coarse
-                [cell * spec.coarse_points..(cell + 1) * spec.coarse_points]
-                .iter()
-                .sum();
-            let count = sketch.counts[cell];
-            if fine != u128::from(count) * u128::from(ONE) || coarse != count {
-                return Err(MmdError::InvalidArgument(format!(
-                    "sketch cell {cell} is inconsistent with its count {count}"
-                )));
-            }
-        }
-        if sketch.pooled.iter().sum::<u64>() != sketch.counts.iter().sum::<u64>() {
-            return Err(MmdError::InvalidArgument(
-                "sketch pooled counts do not add up to the cell counts".into(),
-            ));
-        }
-        Ok(sketch)
-    }
-
-    /// Adds rewards (finite, within [low, high]) with their cells in [0, num_cells).
-    pub fn add(&mut self, values: &[f64], cells: &[i64]) -> Result<()> {
-        if cells.len() != values.len() {
-            return Err(MmdError::LengthMismatch {
-                name: "cells",
-                expected: values.len(),
-                got: cells.len(),
-            });
-        }
-        let spec = self.spec;
-        for (index, (&x, &cell)) in values.iter().zip(cells).enumerate() {
-            if !x.is_finite() {
-                return Err(MmdError::NonFinite {
-                    name: "rewards",
-                    index,
-                    value: x,
-                });
-            }
-            if x < spec.low || x > spec.high {
-                return Err(MmdError::InvalidArgument(format!(
-                    "rewards[{index}] = {x} lies outside the sketch range [{}, {}]",
-                    spec.low, spec.high
-                )));
-            }
-            if cell < 0 || cell as u64 >= self.num_cells as u64 {
-                return Err(MmdError::OutOfRange {
-                    name: "cells",
-                    index,
-                    value: cell,
-                    limit: self.num_cells,
-                });
-            }
-        }
-        let (pf, pc, pm) = (spec.fine_points, spec.coarse_points, spec.median_points);
-        for (&x, &cell) in values.iter().zip(cells) {
-            let cell = cell as usize;
-            let position = spec.position(x, pf);
-            let k = (position.floor() as usize).min(pf - 2);
-            let t = ((position - k as f64) * ONE as f64).round() as u64;
-            self.fine[cell * pf + k] += ONE - t;
-            self.fine[cell * pf + k + 1] += t;
-            self.coarse[cell * pc + spec.position(x, pc).round() as usize] += 1;
-            self.pooled[spec.position(x, pm).round() as usize] += 1;
-            self.counts[cell] += 1;
-        }
-        Ok(())
-    }
-
-    /// Adds another sketch of the same grid.
-    pub fn merge(&mut self, other: &GridSketch) -> Result<()> {
-        if other.spec != self.spec || other.num_cells != self.num_cells {
-            return Err(MmdError::InvalidArgument(
-                "sketches of different grids cannot be merged".into(),
-            ));
-        }
-        let add = |a: &mut Vec<u64>, b: &Vec<u64>| a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
-        add(&mut self.fine, &other.fine);
-        add(&mut self.coarse, &other.coarse);
-        add(&mut self.pooled, &other.pooled);
-        add(&mut self.counts, &other.counts);
-        Ok(())
-    }
-}
-
-/// Median of |a - b| over pairs of the rounded rewards (counts on a grid of spacing `step`):
-/// each rounded reward is within step/2 of its reward, so this is within `step` of the exact median.
-pub fn median_from_counts(counts: &[u64], step: f64) -> f64 {
-    let n: u128 = counts.iter().map(|&c| u128::from(c)).sum();
-    if n < 2 {
-        return 1.0;
-    }
-    // Pair counts fit u64 below 2^32 rows (n^2 / 2 < 2^63); u128 beyond.
-    let median = if n < 1 << 32 {
-        let counts: Vec<u64> = counts.to_vec();
-        median_index(&counts, n as u64)
-    } else {
-        let counts: Vec<u128> = counts.iter().map(|&c| u128::from(c)).collect();
-        median_index(&counts, n)
-    };
-    if median > 0.0 {
-        median * step
-    } else {
-        1.0
-    }
-}
-
-/// The median of |k - l| over pairs of grid indices with the given counts, n = sum of counts.
-fn median_index<T>(counts: &[T], n: T) -> f64
-where
-    T: Copy
-        + Ord
-        + From<u8>
-        + std::ops::Add<Output = T>
-        + std::ops::Sub<Output = T>
-        + std::ops::Mul<Output = T>
-        + std::ops::Div<Output = T>
-        + std::ops::Rem<Output = T>
-        + std::iter::Sum,
-{
-    let (zero, one, two) = (T::from(0), T::from(1), T::from(2));
-    let mut cumulative = Vec::with_capacity(counts.len());
-    let mut running = zero;
-    for &c in counts {
-        running = running + c;
-        cumulative.push(running);
-    }
-    let ties: T = counts
-        .iter()
-        .map(|&c| if c > zero { c * (c - one) / two } else { zero })
-        .sum();
-    let last = counts.len() - 1;
-    // Pairs at index distance <= t.
-    let within = |t: usize| -> T {
-        ties + counts
-            .iter()
-            .enumerate()
-            .map(|(k, &c)| c * (cumulative[(k + t).min(last)] - cumulative[k]))
-            .sum::<T>()
-    };
-    let kth = |rank: T| -> usize {
-        let (mut low, mut high) = (0usize, last);
-        while low < high {
-            let mid = (low + high) / 2;
-            if within(mid) >= rank {
-                high = mid;
-            } else {
-                low = mid + 1;
-            }
-        }
-        low
-    };
-    let pairs = n * (n - one) / two;
-    if pairs % two == one {
-        kth(pairs / two + one) as f64
-    } else {
-        0.5 * (kth(pairs / two) + kth(pairs / two + one)) as f64
-    }
-}
 
 /// (G, M, M) kernel sums of per-cell weight tables (cells, points) on a grid of spacing h, by FFT.
 /// Returns the sums and sum_j |k(j h)| over the circulant kernel vector (for the error bound).
@@ -416,9 +130,10 @@ pub fn audit(
             options.kernel
         )));
     }
-    if num_bins < 2 || sketch.num_cells != num_groups * num_bins {
+    check_num_bins(num_bins)?;
+    if num_groups.checked_mul(num_bins) != Some(sketch.num_cells) {
         return Err(MmdError::InvalidArgument(format!(
-            "sketch has {} cells, expected {num_groups} groups x {num_bins} bins (num_bins >= 2)",
+            "sketch has {} cells, expected {num_groups} groups x {num_bins} bins",
             sketch.num_cells
         )));
     }
@@ -438,81 +153,85 @@ pub fn audit(
         unbiased,
         k0: kernel.value(0.0),
     };
+    let (sums, delta) = fine_sums(sketch, &kernel, &bandwidths, num_groups, num_bins);
+    let test = coarse_test(sketch, &kernel, &evaluator, options);
+    let mut result = assemble(Method::Grid, &evaluator, &sums, bandwidths, test);
+    result.bandwidth_error = bandwidth_error;
+    result.error_bound = error_bound(&sketch.counts, num_bins, unbiased, delta);
+    result.grid_points = spec.fine_points;
+    Ok(result)
+}
 
-    let (pf, pc) = (spec.fine_points, spec.coarse_points);
-    let h = spec.step(pf);
-    let fine_fft = Fft::new((2 * pf).next_power_of_two());
+/// Kernel sums from the fine tables, and delta, the bound on the error of each kernel mean.
+fn fine_sums(
+    sketch: &GridSketch,
+    kernel: &Kernel,
+    bandwidths: &[f64],
+    num_groups: usize,
+    num_bins: usize,
+) -> (Vec<f64>, f64) {
+    let pf = sketch.spec.fine_points;
+    let h = sketch.spec.step(pf);
+    let fft = Fft::new((2 * pf).next_power_of_two());
     let fine: Vec<f64> = sketch.fine.iter().map(|&w| w as f64 / ONE as f64).collect();
-    let (sums, kernel_l1) = grid_sums(&fine, pf, h, &kernel, num_groups, num_bins, &fine_fft);
-
-    let (curvature, slope) = derivative_bounds(options.kernel, &bandwidths);
-    let log_n = (fine_fft.len() as f64).log2();
+    let (sums, kernel_l1) = grid_sums(&fine, pf, h, kernel, num_groups, num_bins, &fft);
+    let (curvature, slope) = derivative_bounds(kernel.kind(), bandwidths);
+    let log_n = (fft.len() as f64).log2();
     let delta = curvature * h * h / 4.0
         + 2.0 * slope * h * 2f64.powi(-31)
         + 15.0 * log_n * f64::EPSILON * kernel_l1;
-    let m = num_bins;
-    let mut error_bound: f64 = 0.0;
-    for g in 0..num_groups {
-        for p in 0..m {
-            for q in p + 1..m {
-                let (np, nq) = (sketch.counts[g * m + p], sketch.counts[g * m + q]);
-                let coefficient = if unbiased {
-                    if np < 2 || nq < 2 {
-                        continue;
-                    }
-                    np as f64 / (np - 1) as f64 + nq as f64 / (nq - 1) as f64 + 2.0
-                } else {
-                    if np == 0 || nq == 0 {
-                        continue;
-                    }
-                    4.0
-                };
-                error_bound = error_bound.max(coefficient * delta);
-            }
-        }
-    }
+    (sums, delta)
+}
 
-    let hc = spec.step(pc);
-    let coarse_fft = Fft::new((2 * pc).next_power_of_two());
-    let coarse_sums = |table: &[u64]| {
+/// Bound on every computable pair's MMD^2 (and so on their mean) given delta per kernel mean: a
+/// biased MMD^2 has kernel means of weights 1, 1, 2; an unbiased one n_p/(n_p - 1), n_q/(n_q - 1), 2.
+fn error_bound(counts: &[u64], num_bins: usize, unbiased: bool, delta: f64) -> f64 {
+    let counts: Vec<usize> = counts.iter().map(|&c| c as usize).collect();
+    computable_pairs(&counts, num_bins, unbiased)
+        .map(|pair| {
+            let coefficient = if unbiased {
+                pair.n_p / (pair.n_p - 1.0) + pair.n_q / (pair.n_q - 1.0) + 2.0
+            } else {
+                4.0
+            };
+            coefficient * delta
+        })
+        .fold(0.0, f64::max)
+}
+
+/// The permutation test on the coarse grid's count tables, drawn exactly.
+fn coarse_test(
+    sketch: &GridSketch,
+    kernel: &Kernel,
+    evaluator: &Evaluator,
+    options: &AuditOptions,
+) -> TestOutcome {
+    let (g, m, pc) = (
+        evaluator.num_groups,
+        evaluator.num_bins,
+        sketch.spec.coarse_points,
+    );
+    let hc = sketch.spec.step(pc);
+    let fft = Fft::new((2 * pc).next_power_of_two());
+    let sums = |table: &[u64]| {
         let table: Vec<f64> = table.iter().map(|&c| c as f64).collect();
-        grid_sums(&table, pc, hc, &kernel, num_groups, num_bins, &coarse_fft).0
+        grid_sums(&table, pc, hc, kernel, g, m, &fft).0
     };
-    let test = permutation_test(
-        &evaluator,
-        &coarse_sums(&sketch.coarse),
+    permutation_test(
+        evaluator,
+        &sums(&sketch.coarse),
         options,
         |rng: &mut Rng| {
-            coarse_sums(&permuted_table(
+            sums(&permuted_table(
                 rng,
                 &sketch.coarse,
                 &sketch.counts,
-                num_groups,
-                num_bins,
+                g,
+                m,
                 pc,
             ))
         },
-    );
-
-    let e = evaluator.evaluate(&sums);
-    Ok(AuditResult {
-        method: Method::Grid,
-        num_groups,
-        num_bins,
-        statistic: e.statistic,
-        group_matrices: e.group_matrices,
-        matrix: e.matrix,
-        counts: sketch.counts.clone(),
-        bandwidths,
-        bandwidth_error,
-        error_bound,
-        permutations: test.null_statistics.len(),
-        test_statistic: test.test_statistic,
-        null_statistics: test.null_statistics,
-        pvalue: test.pvalue,
-        pair_pvalues: test.pair_pvalues,
-        grid_points: pf,
-    })
+    )
 }
 
 /// The (cells, points) count table after a uniform relabelling of the rows within each group:
