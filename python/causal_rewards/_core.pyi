@@ -1,8 +1,8 @@
-"""Type stubs of the Rust extension (rust/python/src/lib.rs). Arguments are validated and
-normalised by the Python layer; values (NaN, ranges) are checked here and raise ValueError."""
+"""Type stubs of the Rust extension (rust/python/src). Arguments are validated and normalised by the
+Python layer; values (NaN, ranges, sizes) are checked by the core and raise ValueError."""
 
 from collections.abc import Sequence
-from typing import TypeAlias
+from typing import TypeAlias, TypedDict
 
 import numpy as np
 import numpy.typing as npt
@@ -10,6 +10,23 @@ import numpy.typing as npt
 _Rewards: TypeAlias = npt.NDArray[np.float64] | npt.NDArray[np.float32]
 _Labels: TypeAlias = npt.NDArray[np.int64]
 _Bandwidth: TypeAlias = Sequence[float] | str
+_Matrix: TypeAlias = npt.NDArray[np.float64]
+
+__all__ = [
+    "pairwise_bin_mmd",
+    "pairwise_bin_mmd_value_and_grad",
+    "pairwise_bin_mmd_matrix_vjp",
+    "mmd",
+    "check_input",
+    "median_bandwidth",
+    "set_num_threads",
+    "num_threads",
+    "set_parallelism",
+    "audit_progress",
+    "audit_rewards",
+    "grid_sketch",
+    "audit_grid",
+]
 
 def pairwise_bin_mmd(
     rewards: _Rewards,
@@ -20,7 +37,7 @@ def pairwise_bin_mmd(
     bandwidth: _Bandwidth,
     estimator: str,
     reduction: str,
-) -> tuple[float | None, npt.NDArray[np.float64], list[float]]:
+) -> tuple[float | None, _Matrix, list[float]]:
     """(reduced value or None for "none", (G, M, M) matrix, bandwidths used)."""
 
 def pairwise_bin_mmd_value_and_grad(
@@ -32,7 +49,7 @@ def pairwise_bin_mmd_value_and_grad(
     bandwidth: _Bandwidth,
     estimator: str,
     reduction: str,
-) -> tuple[float, npt.NDArray[np.float64], npt.NDArray[np.float64], list[float]]:
+) -> tuple[float, _Matrix, npt.NDArray[np.float64], list[float]]:
     """(value, (G, M, M) matrix, gradient with respect to every reward, bandwidths used)."""
 
 def pairwise_bin_mmd_matrix_vjp(
@@ -47,16 +64,40 @@ def pairwise_bin_mmd_matrix_vjp(
 ) -> npt.NDArray[np.float64]:
     """Gradient of sum(upstream * matrix), upstream flattened from (G, M, M)."""
 
+def mmd(x: _Rewards, y: _Rewards, kernel: str, bandwidth: _Bandwidth, estimator: str) -> float:
+    """Two-sample MMD^2 (two bins, reduction "sum"), x and y read in place; errors name x or y."""
+
+def check_input(
+    rewards: _Rewards, bins: _Labels, groups: _Labels | None, num_bins: int | None
+) -> tuple[int, int]:
+    """(G, M) of a valid input, else the ValueError any computation on it would raise."""
+
 def median_bandwidth(values: npt.NDArray[np.float64]) -> float: ...
 def set_num_threads(threads: int) -> None: ...
 def num_threads() -> int: ...
 def set_parallelism(enabled: bool) -> None: ...
 
-# Audits (rust/python/src/audit.rs); each returns a dict with method, statistic, matrix (M, M),
-# group_matrices (G, M, M), counts (G, M), bandwidths, bandwidth_error, error_bound, permutations,
-# test_statistic, null_statistics, pvalue, pair_pvalues (M, M), grid_points.
+# Audits (rust/python/src/audit.rs).
+class _AuditResult(TypedDict):
+    """What the audit functions return (a dict at runtime)."""
+
+    method: str
+    statistic: float
+    matrix: _Matrix  # (M, M)
+    group_matrices: _Matrix  # (G, M, M)
+    counts: npt.NDArray[np.uint64]  # (G, M)
+    bandwidths: list[float]
+    bandwidth_error: float
+    error_bound: float
+    permutations: int
+    test_statistic: float
+    null_statistics: npt.NDArray[np.float64]  # (B,)
+    pvalue: float
+    pair_pvalues: _Matrix  # (M, M)
+    grid_points: int
+
 def audit_rewards(
-    rewards: npt.NDArray[np.float64],
+    rewards: _Rewards,
     bins: _Labels,
     groups: _Labels | None,
     num_bins: int,
@@ -66,7 +107,7 @@ def audit_rewards(
     permutations: int,
     seed: int,
     method: str,
-) -> dict:
+) -> _AuditResult:
     """Exact audit ("exact" or "scan") of rewards in memory."""
 
 def grid_sketch(
@@ -95,7 +136,7 @@ def audit_grid(
     estimator: str,
     permutations: int,
     seed: int,
-) -> dict:
+) -> _AuditResult:
     """Audit ("grid") from summed sketch arrays."""
 
 def audit_progress() -> tuple[int, int]:

@@ -1,7 +1,7 @@
 //! Bindings of `crm_mmd::audit`: convert, release the GIL, call the core, convert back.
 
-use super::{core, options};
-use crm_mmd::audit::{self, AuditOptions, AuditResult, GridSketch, GridSpec, Labelled, Method};
+use super::{core, options, Columns, Labels, Rewards};
+use crm_mmd::audit::{self, AuditOptions, AuditResult, GridSketch, GridSpec, Method};
 use numpy::ndarray::{Array2, Array3};
 use numpy::{IntoPyArray, PyReadonlyArray1, PyReadonlyArray2};
 use pyo3::exceptions::PyValueError;
@@ -23,6 +23,22 @@ fn audit_options(
         permutations,
         seed,
     })
+}
+
+fn grid_spec(
+    low: f64,
+    high: f64,
+    fine_points: usize,
+    coarse_points: usize,
+    median_points: usize,
+) -> PyResult<GridSpec> {
+    core(GridSpec::new(
+        low,
+        high,
+        fine_points,
+        coarse_points,
+        median_points,
+    ))
 }
 
 fn shape_error(e: impl std::fmt::Display) -> PyErr {
@@ -67,9 +83,9 @@ fn result_dict<'py>(py: Python<'py>, r: AuditResult) -> PyResult<Bound<'py, PyDi
 #[allow(clippy::too_many_arguments)]
 fn audit_rewards<'py>(
     py: Python<'py>,
-    rewards: PyReadonlyArray1<'py, f64>,
-    bins: PyReadonlyArray1<'py, i64>,
-    groups: Option<PyReadonlyArray1<'py, i64>>,
+    rewards: Rewards<'py>,
+    bins: Labels<'py>,
+    groups: Option<Labels<'py>>,
     num_bins: usize,
     kernel: &str,
     bandwidth: &Bound<'py, PyAny>,
@@ -80,12 +96,13 @@ fn audit_rewards<'py>(
 ) -> PyResult<Bound<'py, PyDict>> {
     let options = audit_options(kernel, bandwidth, estimator, permutations, seed)?;
     let method: Method = core(method.parse())?;
-    let (rewards, bins) = (rewards.as_slice()?, bins.as_slice()?);
-    let groups = groups.as_ref().map(|g| g.as_slice()).transpose()?;
-    let result = core(py.detach(|| {
-        let data = Labelled::new(rewards, bins, groups, num_bins)?;
-        audit::audit_labelled(data, &options, method)
-    }))?;
+    let columns = Columns {
+        rewards,
+        bins,
+        groups,
+        num_bins: Some(num_bins),
+    };
+    let result = columns.run(py, |input| audit::audit(input, &options, method))?;
     result_dict(py, result)
 }
 
@@ -104,13 +121,7 @@ fn grid_sketch<'py>(
     coarse_points: usize,
     median_points: usize,
 ) -> PyResult<Bound<'py, pyo3::types::PyTuple>> {
-    let spec = core(GridSpec::new(
-        low,
-        high,
-        fine_points,
-        coarse_points,
-        median_points,
-    ))?;
+    let spec = grid_spec(low, high, fine_points, coarse_points, median_points)?;
     let (rewards, cells) = (rewards.as_slice()?, cells.as_slice()?);
     let sketch = core(py.detach(|| {
         let mut sketch = GridSketch::new(spec, num_cells);
@@ -152,13 +163,7 @@ fn audit_grid<'py>(
     let options = audit_options(kernel, bandwidth, estimator, permutations, seed)?;
     let ((num_cells, fine_points), (_, coarse_points)) =
         (fine.as_array().dim(), coarse.as_array().dim());
-    let spec = core(GridSpec::new(
-        low,
-        high,
-        fine_points,
-        coarse_points,
-        pooled.len()?,
-    ))?;
+    let spec = grid_spec(low, high, fine_points, coarse_points, pooled.len()?)?;
     let sketch = core(GridSketch::from_parts(
         spec,
         num_cells,

@@ -8,22 +8,14 @@ use crm_mmd::{
     Bandwidth, Estimator, Input, KernelKind, LabelColumn, MmdError, Options, Reduction,
     RewardColumn,
 };
-use numpy::ndarray::ArrayView1;
+use numpy::ndarray::{Array3, ArrayView1};
 use numpy::{IntoPyArray, PyArray1, PyArray3, PyReadonlyArray1};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
 /// Maps every core error to ValueError with its message intact (all are bad values).
-struct CoreError(MmdError);
-
-impl From<CoreError> for PyErr {
-    fn from(error: CoreError) -> Self {
-        PyValueError::new_err(error.0.to_string())
-    }
-}
-
 fn core<T>(result: Result<T, MmdError>) -> PyResult<T> {
-    result.map_err(|e| CoreError(e).into())
+    result.map_err(|e| PyValueError::new_err(e.to_string()))
 }
 
 /// A numpy array read in place, contiguous or strided.
@@ -58,9 +50,49 @@ impl LabelColumn for View<'_, i64> {
 
 /// Rewards as float64 or float32 arrays (the Python layer converts anything else).
 #[derive(FromPyObject)]
-enum Rewards<'py> {
+pub(crate) enum Rewards<'py> {
     F64(PyReadonlyArray1<'py, f64>),
     F32(PyReadonlyArray1<'py, f32>),
+}
+
+impl Rewards<'_> {
+    /// The array as a column read in place.
+    fn column(&self) -> Box<dyn RewardColumn + '_> {
+        match self {
+            Rewards::F64(r) => Box::new(View(r.as_array())),
+            Rewards::F32(r) => Box::new(View(r.as_array())),
+        }
+    }
+}
+
+pub(crate) type Labels<'py> = PyReadonlyArray1<'py, i64>;
+
+/// The rewards, labels and number of bins of a call, read in place.
+pub(crate) struct Columns<'py> {
+    pub rewards: Rewards<'py>,
+    pub bins: Labels<'py>,
+    pub groups: Option<Labels<'py>>,
+    pub num_bins: Option<usize>,
+}
+
+impl Columns<'_> {
+    /// Runs `compute` on the input with the GIL released.
+    pub fn run<T: Send>(
+        &self,
+        py: Python<'_>,
+        compute: impl FnOnce(&Input) -> Result<T, MmdError> + Send,
+    ) -> PyResult<T> {
+        let rewards = self.rewards.column();
+        let bins = View(self.bins.as_array());
+        let groups = self.groups.as_ref().map(|g| View(g.as_array()));
+        let (rewards, num_bins) = (&*rewards, self.num_bins);
+        core(py.detach(move || {
+            let mut input = Input::new(rewards, &bins);
+            input.num_bins = num_bins;
+            input.groups = groups.as_ref().map(|g| g as &dyn LabelColumn);
+            compute(&input)
+        }))
+    }
 }
 
 fn options(
@@ -86,41 +118,12 @@ fn options(
     })
 }
 
-/// Runs `compute` on the input with the GIL released.
-fn with_input<'py, T: Send>(
-    py: Python<'py>,
-    rewards: &Rewards<'py>,
-    bins: &PyReadonlyArray1<'py, i64>,
-    groups: &Option<PyReadonlyArray1<'py, i64>>,
-    num_bins: Option<usize>,
-    compute: impl FnOnce(&Input) -> Result<T, MmdError> + Send,
-) -> PyResult<T> {
-    let bins = View(bins.as_array());
-    let groups = groups.as_ref().map(|g| View(g.as_array()));
-    let run = |rewards: &dyn RewardColumn| {
-        let mut input = Input::new(rewards, &bins);
-        input.num_bins = num_bins;
-        input.groups = groups.as_ref().map(|g| g as &dyn LabelColumn);
-        compute(&input)
-    };
-    core(match rewards {
-        Rewards::F64(r) => {
-            let view = View(r.as_array());
-            py.detach(|| run(&view))
-        }
-        Rewards::F32(r) => {
-            let view = View(r.as_array());
-            py.detach(|| run(&view))
-        }
-    })
-}
-
 fn matrix_array<'py>(
     py: Python<'py>,
-    stat: &crm_mmd::Statistic,
+    stat: crm_mmd::Statistic,
 ) -> PyResult<Bound<'py, PyArray3<f64>>> {
     let shape = (stat.num_groups, stat.num_bins, stat.num_bins);
-    let array = numpy::ndarray::Array3::from_shape_vec(shape, stat.matrix.clone())
+    let array = Array3::from_shape_vec(shape, stat.matrix)
         .map_err(|e| PyValueError::new_err(e.to_string()))?;
     Ok(array.into_pyarray(py))
 }
@@ -142,8 +145,8 @@ type Result3<'py> = (Option<f64>, Bound<'py, PyArray3<f64>>, Vec<f64>);
 fn pairwise_bin_mmd<'py>(
     py: Python<'py>,
     rewards: Rewards<'py>,
-    bins: PyReadonlyArray1<'py, i64>,
-    groups: Option<PyReadonlyArray1<'py, i64>>,
+    bins: Labels<'py>,
+    groups: Option<Labels<'py>>,
     num_bins: Option<usize>,
     kernel: &str,
     bandwidth: &Bound<'py, PyAny>,
@@ -151,14 +154,15 @@ fn pairwise_bin_mmd<'py>(
     reduction: &str,
 ) -> PyResult<Result3<'py>> {
     let options = options(kernel, bandwidth, estimator, reduction)?;
-    let stat = with_input(py, &rewards, &bins, &groups, num_bins, |input| {
-        crm_mmd::pairwise_bin_mmd(input, &options)
-    })?;
-    Ok((
-        stat.value,
-        matrix_array(py, &stat)?,
-        stat.bandwidths.clone(),
-    ))
+    let columns = Columns {
+        rewards,
+        bins,
+        groups,
+        num_bins,
+    };
+    let stat = columns.run(py, |input| crm_mmd::pairwise_bin_mmd(input, &options))?;
+    let (value, bandwidths) = (stat.value, stat.bandwidths.clone());
+    Ok((value, matrix_array(py, stat)?, bandwidths))
 }
 
 /// (value, (G, M, M) matrix, gradient, bandwidths used).
@@ -168,8 +172,8 @@ fn pairwise_bin_mmd<'py>(
 fn pairwise_bin_mmd_value_and_grad<'py>(
     py: Python<'py>,
     rewards: Rewards<'py>,
-    bins: PyReadonlyArray1<'py, i64>,
-    groups: Option<PyReadonlyArray1<'py, i64>>,
+    bins: Labels<'py>,
+    groups: Option<Labels<'py>>,
     num_bins: Option<usize>,
     kernel: &str,
     bandwidth: &Bound<'py, PyAny>,
@@ -177,15 +181,24 @@ fn pairwise_bin_mmd_value_and_grad<'py>(
     reduction: &str,
 ) -> PyResult<ValueAndGrad<'py>> {
     let options = options(kernel, bandwidth, estimator, reduction)?;
-    let (stat, grad) = with_input(py, &rewards, &bins, &groups, num_bins, |input| {
+    let columns = Columns {
+        rewards,
+        bins,
+        groups,
+        num_bins,
+    };
+    let (stat, grad) = columns.run(py, |input| {
         crm_mmd::pairwise_bin_mmd_value_and_grad(input, &options)
     })?;
-    let value = stat.value.expect("scalar reduction");
+    let (value, bandwidths) = (
+        stat.value.expect("scalar reduction"),
+        stat.bandwidths.clone(),
+    );
     Ok((
         value,
-        matrix_array(py, &stat)?,
+        matrix_array(py, stat)?,
         grad.into_pyarray(py),
-        stat.bandwidths,
+        bandwidths,
     ))
 }
 
@@ -196,8 +209,8 @@ fn pairwise_bin_mmd_value_and_grad<'py>(
 fn pairwise_bin_mmd_matrix_vjp<'py>(
     py: Python<'py>,
     rewards: Rewards<'py>,
-    bins: PyReadonlyArray1<'py, i64>,
-    groups: Option<PyReadonlyArray1<'py, i64>>,
+    bins: Labels<'py>,
+    groups: Option<Labels<'py>>,
     num_bins: Option<usize>,
     kernel: &str,
     bandwidth: &Bound<'py, PyAny>,
@@ -206,10 +219,56 @@ fn pairwise_bin_mmd_matrix_vjp<'py>(
 ) -> PyResult<Bound<'py, PyArray1<f64>>> {
     let options = options(kernel, bandwidth, estimator, "none")?;
     let upstream = upstream.as_array().to_vec();
-    let grad = with_input(py, &rewards, &bins, &groups, num_bins, |input| {
+    let columns = Columns {
+        rewards,
+        bins,
+        groups,
+        num_bins,
+    };
+    let grad = columns.run(py, |input| {
         crm_mmd::pairwise_bin_mmd_matrix_vjp(input, &options, &upstream)
     })?;
     Ok(grad.into_pyarray(py))
+}
+
+/// Two-sample MMD^2 between x and y (two bins, reduction "sum"), read in place.
+#[pyfunction]
+#[pyo3(signature = (x, y, kernel, bandwidth, estimator))]
+fn mmd<'py>(
+    py: Python<'py>,
+    x: Rewards<'py>,
+    y: Rewards<'py>,
+    kernel: &str,
+    bandwidth: &Bound<'py, PyAny>,
+    estimator: &str,
+) -> PyResult<f64> {
+    let options = options(kernel, bandwidth, estimator, "sum")?;
+    let (x, y) = (x.column(), y.column());
+    let (x, y) = (&*x, &*y);
+    core(
+        py.detach(move || {
+            crm_mmd::mmd(x, y, options.kernel, &options.bandwidth, options.estimator)
+        }),
+    )
+}
+
+/// The core's validation of an input: (number of groups, number of bins), or ValueError.
+#[pyfunction]
+#[pyo3(signature = (rewards, bins, groups, num_bins))]
+fn check_input<'py>(
+    py: Python<'py>,
+    rewards: Rewards<'py>,
+    bins: Labels<'py>,
+    groups: Option<Labels<'py>>,
+    num_bins: Option<usize>,
+) -> PyResult<(usize, usize)> {
+    let columns = Columns {
+        rewards,
+        bins,
+        groups,
+        num_bins,
+    };
+    columns.run(py, crm_mmd::check_input)
 }
 
 /// Median of |r_i - r_j| over all pairs i < j, 1.0 if that is 0 or there is no pair.
@@ -258,6 +317,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(pairwise_bin_mmd, m)?)?;
     m.add_function(wrap_pyfunction!(pairwise_bin_mmd_value_and_grad, m)?)?;
     m.add_function(wrap_pyfunction!(pairwise_bin_mmd_matrix_vjp, m)?)?;
+    m.add_function(wrap_pyfunction!(mmd, m)?)?;
+    m.add_function(wrap_pyfunction!(check_input, m)?)?;
     m.add_function(wrap_pyfunction!(median_bandwidth, m)?)?;
     m.add_function(wrap_pyfunction!(set_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(num_threads, m)?)?;
