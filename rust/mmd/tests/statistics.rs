@@ -2,20 +2,13 @@
 
 use crm_mmd::*;
 
+mod common;
+
+/// Rewards in `bins` bins shifted by 0.5 per bin, and two groups.
 fn batch(n: usize, bins: i64, seed: u64) -> (Vec<f64>, Vec<i64>, Vec<i64>) {
-    let mut state = seed.wrapping_mul(0x9e3779b97f4a7c15) | 1;
-    let mut uniform = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        (state >> 11) as f64 / (1u64 << 53) as f64
-    };
-    let labels: Vec<i64> = (0..n).map(|_| (uniform() * bins as f64) as i64).collect();
+    let (rewards, labels) = common::batch(n, bins as usize, seed, 0.5);
+    let mut uniform = common::uniform_stream(seed ^ 0x5eed);
     let groups: Vec<i64> = (0..n).map(|_| (uniform() * 2.0) as i64).collect();
-    let rewards = labels
-        .iter()
-        .map(|&b| 3.0 * uniform() + 0.5 * b as f64)
-        .collect();
     (rewards, labels, groups)
 }
 

@@ -96,12 +96,7 @@ fn audit_rewards<'py>(
 ) -> PyResult<Bound<'py, PyDict>> {
     let options = audit_options(kernel, bandwidth, estimator, permutations, seed)?;
     let method: Method = core(method.parse())?;
-    let columns = Columns {
-        rewards,
-        bins,
-        groups,
-        num_bins: Some(num_bins),
-    };
+    let columns = Columns::new(rewards, bins, groups, Some(num_bins));
     let result = columns.run(py, |input| audit::audit(input, &options, method))?;
     result_dict(py, result)
 }

@@ -75,7 +75,21 @@ pub(crate) struct Columns<'py> {
     pub num_bins: Option<usize>,
 }
 
-impl Columns<'_> {
+impl<'py> Columns<'py> {
+    pub fn new(
+        rewards: Rewards<'py>,
+        bins: Labels<'py>,
+        groups: Option<Labels<'py>>,
+        num_bins: Option<usize>,
+    ) -> Self {
+        Self {
+            rewards,
+            bins,
+            groups,
+            num_bins,
+        }
+    }
+
     /// Runs `compute` on the input with the GIL released.
     pub fn run<T: Send>(
         &self,
@@ -154,12 +168,7 @@ fn pairwise_bin_mmd<'py>(
     reduction: &str,
 ) -> PyResult<Result3<'py>> {
     let options = options(kernel, bandwidth, estimator, reduction)?;
-    let columns = Columns {
-        rewards,
-        bins,
-        groups,
-        num_bins,
-    };
+    let columns = Columns::new(rewards, bins, groups, num_bins);
     let stat = columns.run(py, |input| crm_mmd::pairwise_bin_mmd(input, &options))?;
     let (value, bandwidths) = (stat.value, stat.bandwidths.clone());
     Ok((value, matrix_array(py, stat)?, bandwidths))
@@ -181,12 +190,7 @@ fn pairwise_bin_mmd_value_and_grad<'py>(
     reduction: &str,
 ) -> PyResult<ValueAndGrad<'py>> {
     let options = options(kernel, bandwidth, estimator, reduction)?;
-    let columns = Columns {
-        rewards,
-        bins,
-        groups,
-        num_bins,
-    };
+    let columns = Columns::new(rewards, bins, groups, num_bins);
     let (stat, grad) = columns.run(py, |input| {
         crm_mmd::pairwise_bin_mmd_value_and_grad(input, &options)
     })?;
@@ -219,12 +223,7 @@ fn pairwise_bin_mmd_matrix_vjp<'py>(
 ) -> PyResult<Bound<'py, PyArray1<f64>>> {
     let options = options(kernel, bandwidth, estimator, "none")?;
     let upstream = upstream.as_array().to_vec();
-    let columns = Columns {
-        rewards,
-        bins,
-        groups,
-        num_bins,
-    };
+    let columns = Columns::new(rewards, bins, groups, num_bins);
     let grad = columns.run(py, |input| {
         crm_mmd::pairwise_bin_mmd_matrix_vjp(input, &options, &upstream)
     })?;
@@ -262,12 +261,7 @@ fn check_input<'py>(
     groups: Option<Labels<'py>>,
     num_bins: Option<usize>,
 ) -> PyResult<(usize, usize)> {
-    let columns = Columns {
-        rewards,
-        bins,
-        groups,
-        num_bins,
-    };
+    let columns = Columns::new(rewards, bins, groups, num_bins);
     columns.run(py, crm_mmd::check_input)
 }
 

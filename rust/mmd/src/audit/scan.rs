@@ -224,31 +224,25 @@ fn accumulate(
     accumulate_any(a, running, labels, u, v, width);
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn accumulate_avx512(
-    a: &mut [f64],
-    running: &mut [f64],
-    labels: &[u32],
-    u: &[f64],
-    v: Option<&[f64]>,
-    width: usize,
-) {
-    accumulate_any(a, running, labels, u, v, width);
+/// `accumulate_any` compiled with a target feature; called only where the CPU has it.
+macro_rules! accumulate_with {
+    ($name:ident, $feature:literal) => {
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = $feature)]
+        unsafe fn $name(
+            a: &mut [f64],
+            running: &mut [f64],
+            labels: &[u32],
+            u: &[f64],
+            v: Option<&[f64]>,
+            width: usize,
+        ) {
+            accumulate_any(a, running, labels, u, v, width);
+        }
+    };
 }
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn accumulate_avx2(
-    a: &mut [f64],
-    running: &mut [f64],
-    labels: &[u32],
-    u: &[f64],
-    v: Option<&[f64]>,
-    width: usize,
-) {
-    accumulate_any(a, running, labels, u, v, width);
-}
+accumulate_with!(accumulate_avx512, "avx512f");
+accumulate_with!(accumulate_avx2, "avx2");
 
 #[inline(always)]
 fn accumulate_any(
