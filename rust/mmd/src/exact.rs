@@ -8,27 +8,28 @@
 //! Each unordered pair i < j is visited once (k is symmetric, k' odd): the sorted rows of a group
 //! are cut into tiles (I, J), J >= I, of TILE rows each; a tile adds k to S[b_i, b_j] and
 //! S[b_j, b_i] and, given W, 2 W[b_i, b_j] k'(r_i - r_j) to the gradient of i and its negative to
-//! that of j. The self pairs add n_p k(0) to each S_pp. Tiles run in parallel, a wave of row blocks
-//! at a time (bounded memory), and their partial sums are combined in tile order, so the results
-//! are bitwise the same whatever the number of threads.
+//! that of j. The self pairs add n_p k(0) to each S_pp. Tiles run in parallel, `STEP` tiles at a
+//! time (bounded memory, and a checkpoint for interrupts between steps), and their partial sums
+//! are combined in tile order, so the results are bitwise the same whatever the number of threads.
 
 use crate::data::Layout;
+use crate::error::Result;
+use crate::interrupt;
 use crate::kernel::{Kernel, KernelKind};
 use crate::parallel::map_blocks;
 use std::ops::Range;
 
 /// Rows per tile side: fixed, so that results do not depend on the thread count.
 const TILE: usize = 128;
-/// Row blocks per wave: bounds the partial sums held at once to about WAVE * n values.
-const WAVE: usize = 8;
+/// Tiles per parallel step: about 16M pairs, tens of milliseconds; partial sums of 2 MB.
+const STEP: usize = 1024;
+
+/// Kernel sums S (G, M, M) and, with weights, the gradient of sum W S (sorted order).
+pub type Sums = (Vec<f64>, Option<Vec<f64>>);
 
 /// The per-cell kernel sums S (G, M, M) and, when `weights` (W, same shape, symmetric in its last
 /// two axes) is given, the gradient of sum W S with respect to each reward, in sorted order.
-pub fn sweep(
-    layout: &Layout,
-    kernel: &Kernel,
-    weights: Option<&[f64]>,
-) -> (Vec<f64>, Option<Vec<f64>>) {
+pub fn sweep(layout: &Layout, kernel: &Kernel, weights: Option<&[f64]>) -> Result<Sums> {
     match kernel.single_scale() {
         Some((KernelKind::Rbf, c)) => sweep_with(layout, kernel, weights, move |d: f64| {
             let k = (-d * d * c).exp();
@@ -61,12 +62,7 @@ struct Sweep<'a, K> {
     pair: K,
 }
 
-fn sweep_with<K>(
-    layout: &Layout,
-    kernel: &Kernel,
-    weights: Option<&[f64]>,
-    pair: K,
-) -> (Vec<f64>, Option<Vec<f64>>)
+fn sweep_with<K>(layout: &Layout, kernel: &Kernel, weights: Option<&[f64]>, pair: K) -> Result<Sums>
 where
     K: Fn(f64) -> (f64, f64) + Sync + Send,
 {
@@ -80,14 +76,14 @@ where
     let mut sums = vec![0.0; layout.num_groups * m * m];
     let mut grad = weights.map(|_| vec![0.0; layout.len()]);
     for g in 0..layout.num_groups {
-        sweep.group(layout.group(g), &mut sums, grad.as_deref_mut());
+        sweep.group(layout.group(g), &mut sums, grad.as_deref_mut())?;
     }
     // The self pairs i = j.
     let k0 = kernel.value(0.0);
     for (cell, count) in layout.counts().into_iter().enumerate() {
         sums[cell * m + cell % m] += count as f64 * k0;
     }
-    (sums, grad)
+    Ok((sums, grad))
 }
 
 impl<K> Sweep<'_, K>
@@ -95,21 +91,30 @@ where
     K: Fn(f64) -> (f64, f64) + Sync + Send,
 {
     /// Adds the pairs i < j of one group's rows to the sums (and the gradient).
-    fn group(&self, rows: Range<usize>, sums: &mut [f64], mut grad: Option<&mut [f64]>) {
+    fn group(
+        &self,
+        rows: Range<usize>,
+        sums: &mut [f64],
+        mut grad: Option<&mut [f64]>,
+    ) -> Result<()> {
         let m = self.layout.num_bins;
         let blocks: Vec<Range<usize>> = rows
             .clone()
             .step_by(TILE)
             .map(|a| a..(a + TILE).min(rows.end))
             .collect();
-        for wave in (0..blocks.len()).step_by(WAVE) {
-            let tiles: Vec<(usize, usize)> = (wave..(wave + WAVE).min(blocks.len()))
-                .flat_map(|a| (a..blocks.len()).map(move |b| (a, b)))
-                .collect();
-            let parts = map_blocks(tiles.len(), |t| {
-                self.tile(blocks[tiles[t].0].clone(), blocks[tiles[t].1].clone())
+        // Tiles (a, b), b >= a, in a-major order, a step at a time.
+        let mut tiles = (0..blocks.len()).flat_map(|a| (a..blocks.len()).map(move |b| (a, b)));
+        loop {
+            let step: Vec<(usize, usize)> = tiles.by_ref().take(STEP).collect();
+            if step.is_empty() {
+                return Ok(());
+            }
+            interrupt::check()?;
+            let parts = map_blocks(step.len(), |t| {
+                self.tile(blocks[step[t].0].clone(), blocks[step[t].1].clone())
             });
-            for ((a, b), part) in tiles.iter().zip(parts) {
+            for ((a, b), part) in step.iter().zip(parts) {
                 for (cell, q, s) in part.sums {
                     let (base, p) = (cell - cell % m, cell % m);
                     sums[cell * m + q] += s;

@@ -32,13 +32,10 @@ pub struct Kernel {
 }
 
 impl Kernel {
-    /// Builds a kernel; `bandwidths` must be non-empty, finite and > 0 (ignored for energy).
-    pub fn new(kind: KernelKind, bandwidths: &[f64]) -> Result<Self> {
+    /// Checks bandwidths for a kernel: non-empty, finite and > 0 (ignored for energy).
+    pub fn check(kind: KernelKind, bandwidths: &[f64]) -> Result<()> {
         if kind == KernelKind::Energy {
-            return Ok(Self {
-                kind,
-                scales: vec![1.0],
-            });
+            return Ok(());
         }
         if bandwidths.is_empty() {
             return Err(MmdError::InvalidArgument(
@@ -49,6 +46,18 @@ impl Kernel {
             return Err(MmdError::InvalidArgument(format!(
                 "bandwidth must be finite and > 0, got {bad}"
             )));
+        }
+        Ok(())
+    }
+
+    /// Builds a kernel; `bandwidths` as `check` wants them.
+    pub fn new(kind: KernelKind, bandwidths: &[f64]) -> Result<Self> {
+        Self::check(kind, bandwidths)?;
+        if kind == KernelKind::Energy {
+            return Ok(Self {
+                kind,
+                scales: vec![1.0],
+            });
         }
         let scales = bandwidths
             .iter()

@@ -8,6 +8,9 @@
 //! differences are computed exactly as a brute force computes them, so the answer is one of them.
 //! About 25 passes at n = 10^7; never lists the n(n-1)/2 pairs.
 
+use crate::data::{read_rewards, RewardColumn};
+use crate::error::{MmdError, Result};
+use crate::interrupt;
 use crate::parallel::map_blocks;
 
 /// Largest number of differences listed at the end.
@@ -15,35 +18,50 @@ const BAND: u64 = 1 << 22;
 /// Rows per parallel block of a counting pass.
 const BLOCK: usize = 1 << 16;
 
-/// Median of |x_i - x_j| over i < j of finite values; 1.0 when that is 0 or there is no pair, so
-/// that it can be used as a bandwidth.
+/// Median of |x_i - x_j| over i < j; 1.0 when that is 0 or there is no pair, so that it can be
+/// used as a bandwidth. Non-finite rewards are refused, named.
 ///
 /// ```
-/// assert_eq!(crm_mmd::median_bandwidth(&[0.0, 1.0, 3.0]), 2.0); // pairs: 1, 3, 2
+/// let rewards = vec![0.0, 1.0, 3.0]; // pairs: 1, 3, 2
+/// assert_eq!(crm_mmd::median_bandwidth(&rewards).unwrap(), 2.0);
 /// ```
-pub fn median_bandwidth(values: &[f64]) -> f64 {
-    let mut sorted = values.to_vec();
-    sorted.sort_unstable_by(f64::total_cmp);
-    median_bandwidth_sorted(&sorted)
+pub fn median_bandwidth(rewards: &dyn RewardColumn) -> Result<f64> {
+    median_of(read_rewards(rewards)?)
 }
 
-/// `median_bandwidth` of values already in ascending order.
-fn median_bandwidth_sorted(sorted: &[f64]) -> f64 {
+/// `median_bandwidth` of finite values, taken over.
+pub(crate) fn median_of(mut values: Vec<f64>) -> Result<f64> {
+    values.sort_unstable_by(f64::total_cmp);
+    let (Some(&low), Some(&high)) = (values.first(), values.last()) else {
+        return Ok(1.0);
+    };
+    // Differences that overflow are taken in quarters (exact for such large values).
+    let quarters = !(high - low).is_finite();
+    if quarters {
+        values.iter_mut().for_each(|x| *x *= 0.25);
+    }
+    let median = median_distance_sorted(&values)? * if quarters { 4.0 } else { 1.0 };
+    if !median.is_finite() {
+        return Err(MmdError::TooLarge(
+            "the median distance between rewards exceeds the largest float64: rescale the rewards"
+                .into(),
+        ));
+    }
+    Ok(if median > 0.0 { median } else { 1.0 })
+}
+
+/// The median of x_j - x_i over i < j of ascending values; 0.0 when there is no pair.
+fn median_distance_sorted(sorted: &[f64]) -> Result<f64> {
     let n = sorted.len() as u64;
     if n < 2 {
-        return 1.0;
+        return Ok(0.0);
     }
     let pairs = n * (n - 1) / 2;
-    let median = if pairs % 2 == 1 {
-        kth_difference(sorted, pairs / 2 + 1)
+    Ok(if pairs % 2 == 1 {
+        kth_difference(sorted, pairs / 2 + 1)?
     } else {
-        0.5 * (kth_difference(sorted, pairs / 2) + kth_difference(sorted, pairs / 2 + 1))
-    };
-    if median > 0.0 {
-        median
-    } else {
-        1.0
-    }
+        0.5 * (kth_difference(sorted, pairs / 2)? + kth_difference(sorted, pairs / 2 + 1)?)
+    })
 }
 
 /// Number of pairs i < j with x_j - x_i <= t.
@@ -66,15 +84,16 @@ fn pairs_within(sorted: &[f64], t: f64) -> u64 {
 }
 
 /// The k-th smallest (1-based) difference x_j - x_i, i < j.
-fn kth_difference(sorted: &[f64], k: u64) -> f64 {
+fn kth_difference(sorted: &[f64], k: u64) -> Result<f64> {
     let (mut low, mut high) = (0.0f64, sorted[sorted.len() - 1] - sorted[0]);
     let mut below = pairs_within(sorted, low);
     if below >= k {
-        return 0.0;
+        return Ok(0.0);
     }
     let mut at_high = sorted.len() as u64 * (sorted.len() as u64 - 1) / 2;
     // Invariant: pairs_within(low) = below < k <= at_high = pairs_within(high).
     while at_high - below > BAND {
+        interrupt::check()?;
         let mid = low + 0.5 * (high - low);
         if mid <= low || mid >= high {
             break;
@@ -99,7 +118,7 @@ fn kth_difference(sorted: &[f64], k: u64) -> f64 {
         band.extend((i_high..i_low).map(|i| sorted[j] - sorted[i]));
     }
     let rank = (k - below - 1) as usize;
-    *band.select_nth_unstable_by(rank, f64::total_cmp).1
+    Ok(*band.select_nth_unstable_by(rank, f64::total_cmp).1)
 }
 
 #[cfg(test)]
@@ -150,7 +169,7 @@ mod tests {
                 })
                 .collect();
             assert_eq!(
-                median_bandwidth(&values).to_bits(),
+                median_of(values.clone()).unwrap().to_bits(),
                 brute_force(&values).to_bits(),
                 "n={n}"
             );
@@ -158,10 +177,19 @@ mod tests {
     }
 
     #[test]
-    fn degenerate_inputs() {
-        assert_eq!(median_bandwidth(&[]), 1.0);
-        assert_eq!(median_bandwidth(&[4.0]), 1.0);
-        assert_eq!(median_bandwidth(&[2.0, 2.0, 2.0]), 1.0);
-        assert_eq!(median_bandwidth(&[1.0, 4.0]), 3.0);
+    fn degenerate_and_extreme_inputs() {
+        let median = |v: &[f64]| median_of(v.to_vec()).unwrap();
+        assert_eq!(median(&[]), 1.0);
+        assert_eq!(median(&[4.0]), 1.0);
+        assert_eq!(median(&[2.0, 2.0, 2.0]), 1.0);
+        assert_eq!(median(&[1.0, 4.0]), 3.0);
+        // Differences beyond float64 are taken in quarters, exactly.
+        assert_eq!(median(&[-1e308, 0.5e308, 1e308]), 0.5e308 - -1e308);
+        assert!(median_of(vec![-1.7e308, 1.7e308]).is_err());
+        let rewards = vec![1.0, f64::NAN];
+        assert_eq!(
+            median_bandwidth(&rewards).unwrap_err().to_string(),
+            "rewards[1] is NaN: values must be finite"
+        );
     }
 }

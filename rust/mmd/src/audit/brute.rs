@@ -5,7 +5,7 @@
 
 use super::rng::Rng;
 use super::shuffle::shuffle;
-use super::{assemble, permutation_test, AuditOptions, AuditResult, Evaluator, Method};
+use super::{assemble, permutation_test, AuditOptions, AuditResult, Evaluator, Frame, Method};
 use crate::data::{RowOrder, Rows};
 use crate::error::Result;
 use crate::exact::sweep;
@@ -26,7 +26,7 @@ fn audit_with_limit(
     matrix_entries: usize,
 ) -> Result<AuditResult> {
     let (layout, kernel) = (&prepared.layout, &prepared.kernel);
-    let observed = sweep(layout, kernel, None).0;
+    let observed = sweep(layout, kernel, None)?.0;
     let rows = layout.rows(RowOrder::Input);
     let evaluator = Evaluator {
         counts: &rows.counts,
@@ -43,22 +43,27 @@ fn audit_with_limit(
         // No permutation needs the kernel matrix, or it is too large to keep: every permutation
         // (if any) sweeps all pairs again, in O(n) memory.
         permutation_test(&evaluator, &observed, options, |rng: &mut Rng| {
-            sweep(&rows.layout_with(&permuted(rng, &rows)), kernel, None).0
-        })
+            Ok(sweep(&rows.layout_with(&permuted(rng, &rows)), kernel, None)?.0)
+        })?
     } else {
         let matrices = KernelMatrices::new(&rows, kernel);
         let sums = matrices.sums(&rows.labels);
         permutation_test(&evaluator, &sums, options, |rng: &mut Rng| {
-            matrices.sums(&permuted(rng, &rows))
-        })
+            Ok(matrices.sums(&permuted(rng, &rows)))
+        })?
     };
-    Ok(assemble(
+    let frame = Frame {
+        occupied: &layout.occupied,
+        units: &prepared.units,
+    };
+    assemble(
         Method::Exact,
         &evaluator,
         &observed,
         prepared.bandwidths.clone(),
         test,
-    ))
+        frame,
+    )
 }
 
 /// A uniform relabelling of the rows within each group.

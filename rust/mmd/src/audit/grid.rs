@@ -25,30 +25,92 @@ use super::hypergeometric::sample_multivariate;
 use super::rng::Rng;
 use super::sketch::{median_from_counts, GridSketch, ONE};
 use super::{
-    assemble, permutation_test, AuditOptions, AuditResult, Evaluator, Method, TestOutcome,
+    assemble, permutation_test, AuditOptions, AuditResult, Evaluator, Frame, Method, TestOutcome,
 };
-use crate::data::check_num_bins;
+use crate::data::{check_num_bins, Occupied};
 use crate::error::{MmdError, Result};
 use crate::exact::computable_pairs;
+use crate::interrupt;
 use crate::kernel::{Kernel, KernelKind};
-use crate::parallel::map_blocks;
+use crate::limits::Request;
+use crate::parallel::{map_blocks, num_threads};
+use crate::units::Units;
 use crate::Bandwidth;
 
-/// (G, M, M) kernel sums of per-cell weight tables (cells, points) on a grid of spacing h, by FFT.
-/// Returns the sums and sum_j |k(j h)| over the circulant kernel vector (for the error bound).
+/// The kernel on the grid, in units of the spacing: k_j = mean over bandwidths s of f(j h / s),
+/// f(u) = exp(-u^2 / 2) (rbf) or (1 + u^2)^(-1/2) (imq); scale-free, so that any spacing and
+/// bandwidth float64 can hold work (j h / s overflowing gives k = 0).
+struct GridKernel {
+    kind: KernelKind,
+    /// h / s for every bandwidth s.
+    ratios: Vec<f64>,
+}
+
+impl GridKernel {
+    fn new(kind: KernelKind, h: f64, bandwidths: &[f64]) -> Self {
+        Self {
+            kind,
+            ratios: bandwidths.iter().map(|s| h / s).collect(),
+        }
+    }
+
+    /// k_j, j >= 0.
+    fn at(&self, j: usize) -> f64 {
+        if j == 0 {
+            return 1.0;
+        }
+        let total: f64 = self
+            .ratios
+            .iter()
+            .map(|&r| {
+                let u = j as f64 * r;
+                match self.kind {
+                    KernelKind::Rbf => (-0.5 * u * u).exp(),
+                    _ => 1.0 / (1.0 + u * u).sqrt(),
+                }
+            })
+            .sum();
+        total / self.ratios.len() as f64
+    }
+
+    /// Bound on the error of one kernel mean from the grid (see the module documentation):
+    /// h^2/4 sup|k''| + 2 sup|k'| h 2^-31, in units of h / s, plus the FFT's rounding.
+    fn error(&self, fft_len: usize, kernel_l1: f64) -> f64 {
+        let slope = match self.kind {
+            KernelKind::Rbf => (-0.5f64).exp(),
+            _ => 2.0 / (3.0 * 3f64.sqrt()),
+        };
+        let count = self.ratios.len() as f64;
+        let curvature = self.ratios.iter().map(|r| r * r).sum::<f64>() / count;
+        let slope = self.ratios.iter().map(|r| slope * r).sum::<f64>() / count;
+        curvature / 4.0
+            + 2.0 * slope * 2f64.powi(-31)
+            + 15.0 * (fft_len as f64).log2() * f64::EPSILON * kernel_l1
+    }
+}
+
+/// A transform long enough for the linear convolution of `points` points (N >= 2P).
+fn transform_length(points: usize) -> usize {
+    points
+        .checked_mul(2)
+        .and_then(usize::checked_next_power_of_two)
+        .unwrap_or(usize::MAX)
+}
+
+/// (G, M, M) kernel sums of per-cell weight tables (cells, points), by FFT. Returns the sums and
+/// sum_j |k_j| over the circulant kernel vector (for the error bound).
 fn grid_sums(
     tables: &[f64],
     points: usize,
-    h: f64,
-    kernel: &Kernel,
+    kernel: &GridKernel,
     num_groups: usize,
     num_bins: usize,
     fft: &Fft,
-) -> (Vec<f64>, f64) {
+) -> Result<(Vec<f64>, f64)> {
     let n = fft.len();
     let mut kernel_vector = vec![0.0; n];
     for j in 0..points {
-        let k = kernel.value(j as f64 * h);
+        let k = kernel.at(j);
         kernel_vector[j] = k;
         if j > 0 {
             kernel_vector[n - j] = k;
@@ -79,6 +141,7 @@ fn grid_sums(
     let mut sums = vec![0.0; cells * num_bins];
     for g in 0..num_groups {
         for p in 0..num_bins {
+            interrupt::check()?;
             let sp = spectrum(g * num_bins + p);
             // Khat_f W_p,f with the weights 1, 2, ..., 2, 1 of the half spectrum.
             let weighted: Vec<f64> = (0..=half)
@@ -100,21 +163,31 @@ fn grid_sums(
             }
         }
     }
-    (sums, kernel_l1)
+    Ok((sums, kernel_l1))
 }
 
-/// (sup|k''|, sup|k'|) for rbf and imq: 1/s^2 and (1/(s sqrt e), 2/(3 sqrt 3 s)), means over s.
-fn derivative_bounds(kind: KernelKind, bandwidths: &[f64]) -> (f64, f64) {
-    let slope = match kind {
-        KernelKind::Rbf => (-0.5f64).exp(),
-        _ => 2.0 / (3.0 * 3f64.sqrt()),
-    };
-    let count = bandwidths.len() as f64;
-    let curvature = bandwidths.iter().map(|s| 1.0 / (s * s)).sum::<f64>() / count;
-    (
-        curvature,
-        bandwidths.iter().map(|s| slope / s).sum::<f64>() / count,
-    )
+/// The memory policy applied to the grid audit: the fine tables (a copy, and in float64) with
+/// their spectra, and the coarse ones of every permutation running at once.
+fn check_sizes(sketch: &GridSketch) -> Result<()> {
+    let spec = &sketch.spec;
+    let cells = sketch.num_cells;
+    for (name, points, copies) in [
+        ("grid_points", spec.fine_points, 1),
+        ("coarse_points", spec.coarse_points, 4 * num_threads()),
+    ] {
+        let per_cell = points
+            .saturating_mul(2)
+            .saturating_add(transform_length(points).saturating_add(2));
+        Request {
+            why: &|| format!("{cells} cells x {name} = {points}"),
+            what: "table of grid weights with its spectrum",
+            dims: &[cells, per_cell],
+            entry_bytes: 8,
+            copies,
+        }
+        .check()?;
+    }
+    Ok(())
 }
 
 pub fn audit(
@@ -137,6 +210,7 @@ pub fn audit(
             sketch.num_cells
         )));
     }
+    check_sizes(sketch)?;
     let spec = sketch.spec;
     let (bandwidths, bandwidth_error) = match &options.bandwidth {
         Bandwidth::Fixed(list) => (list.clone(), 0.0),
@@ -145,17 +219,21 @@ pub fn audit(
             (vec![median_from_counts(&sketch.pooled, step)], step)
         }
     };
-    let kernel = Kernel::new(options.kernel, &bandwidths)?;
+    Kernel::check(options.kernel, &bandwidths)?;
     let evaluator = Evaluator {
         counts: &sketch.counts,
         num_groups,
         num_bins,
         unbiased,
-        k0: kernel.value(0.0),
+        k0: 1.0,
     };
-    let (sums, delta) = fine_sums(sketch, &kernel, &bandwidths, num_groups, num_bins);
-    let test = coarse_test(sketch, &kernel, &evaluator, options);
-    let mut result = assemble(Method::Grid, &evaluator, &sums, bandwidths, test);
+    let (sums, delta) = fine_sums(sketch, options.kernel, &bandwidths, num_groups, num_bins)?;
+    let test = coarse_test(sketch, options.kernel, &bandwidths, &evaluator, options)?;
+    let frame = Frame {
+        occupied: &Occupied::all(num_groups, num_bins),
+        units: &Units::identity(),
+    };
+    let mut result = assemble(Method::Grid, &evaluator, &sums, bandwidths, test, frame)?;
     result.bandwidth_error = bandwidth_error;
     result.error_bound = error_bound(&sketch.counts, num_bins, unbiased, delta);
     result.grid_points = spec.fine_points;
@@ -165,22 +243,17 @@ pub fn audit(
 /// Kernel sums from the fine tables, and delta, the bound on the error of each kernel mean.
 fn fine_sums(
     sketch: &GridSketch,
-    kernel: &Kernel,
+    kind: KernelKind,
     bandwidths: &[f64],
     num_groups: usize,
     num_bins: usize,
-) -> (Vec<f64>, f64) {
+) -> Result<(Vec<f64>, f64)> {
     let pf = sketch.spec.fine_points;
-    let h = sketch.spec.step(pf);
-    let fft = Fft::new((2 * pf).next_power_of_two());
+    let kernel = GridKernel::new(kind, sketch.spec.step(pf), bandwidths);
+    let fft = Fft::new(transform_length(pf));
     let fine: Vec<f64> = sketch.fine.iter().map(|&w| w as f64 / ONE as f64).collect();
-    let (sums, kernel_l1) = grid_sums(&fine, pf, h, kernel, num_groups, num_bins, &fft);
-    let (curvature, slope) = derivative_bounds(kernel.kind(), bandwidths);
-    let log_n = (fft.len() as f64).log2();
-    let delta = curvature * h * h / 4.0
-        + 2.0 * slope * h * 2f64.powi(-31)
-        + 15.0 * log_n * f64::EPSILON * kernel_l1;
-    (sums, delta)
+    let (sums, kernel_l1) = grid_sums(&fine, pf, &kernel, num_groups, num_bins, &fft)?;
+    Ok((sums, kernel.error(fft.len(), kernel_l1)))
 }
 
 /// Bound on every computable pair's MMD^2 (and so on their mean) given delta per kernel mean: a
@@ -202,24 +275,25 @@ fn error_bound(counts: &[u64], num_bins: usize, unbiased: bool, delta: f64) -> f
 /// The permutation test on the coarse grid's count tables, drawn exactly.
 fn coarse_test(
     sketch: &GridSketch,
-    kernel: &Kernel,
+    kind: KernelKind,
+    bandwidths: &[f64],
     evaluator: &Evaluator,
     options: &AuditOptions,
-) -> TestOutcome {
+) -> Result<TestOutcome> {
     let (g, m, pc) = (
         evaluator.num_groups,
         evaluator.num_bins,
         sketch.spec.coarse_points,
     );
-    let hc = sketch.spec.step(pc);
-    let fft = Fft::new((2 * pc).next_power_of_two());
+    let kernel = GridKernel::new(kind, sketch.spec.step(pc), bandwidths);
+    let fft = Fft::new(transform_length(pc));
     let sums = |table: &[u64]| {
         let table: Vec<f64> = table.iter().map(|&c| c as f64).collect();
-        grid_sums(&table, pc, hc, kernel, g, m, &fft).0
+        Ok(grid_sums(&table, pc, &kernel, g, m, &fft)?.0)
     };
     permutation_test(
         evaluator,
-        &sums(&sketch.coarse),
+        &sums(&sketch.coarse)?,
         options,
         |rng: &mut Rng| {
             sums(&permuted_table(

@@ -32,12 +32,15 @@ mod sketch;
 pub use sketch::{GridSketch, GridSpec};
 
 use crate::choices::choices;
-use crate::data::Input;
+use crate::data::{Input, Occupied};
 use crate::error::{MmdError, Result};
 use crate::exact::matrix_from_sums;
+use crate::interrupt;
 use crate::kernel::KernelKind;
-use crate::parallel::map_blocks;
+use crate::limits::{memory_limit, Request};
+use crate::parallel::{map_blocks, num_threads};
 use crate::reduce::{reduce, Reduction};
+use crate::units::Units;
 use crate::{prepare, Bandwidth, Estimator};
 use rng::Rng;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -183,59 +186,101 @@ struct TestOutcome {
     pair_pvalues: Vec<f64>,
 }
 
+impl Evaluator<'_> {
+    /// Permutations evaluated at once: a few per thread, within the memory policy (each holds its
+    /// sums and matrices). Results do not depend on it.
+    fn wave(&self) -> usize {
+        let (g, m) = (self.num_groups as u64, self.num_bins as u64);
+        let bytes = 8 * (3 * g * m * m + 2 * m * m).max(1);
+        (memory_limit() / bytes).clamp(1, 4 * num_threads() as u64) as usize
+    }
+}
+
+/// The memory policy applied to an audit's results: (G, M, M) MMD^2 per group and B null
+/// statistics.
+fn check_sizes(num_groups: usize, num_bins: usize, permutations: usize) -> Result<()> {
+    Request {
+        why: &|| format!("an audit of {num_groups} groups x {num_bins} bins"),
+        what: "array of MMD^2 per group and bin pair",
+        dims: &[num_groups, num_bins, num_bins],
+        entry_bytes: 8,
+        copies: 2,
+    }
+    .check()?;
+    Request {
+        why: &|| format!("permutations = {permutations}"),
+        what: "vector of null statistics",
+        dims: &[permutations],
+        entry_bytes: 8,
+        copies: 1,
+    }
+    .check()
+}
+
 /// p = (1 + #{T_b >= T}) / (1 + B) for the statistic and for every pair, with T_b from
 /// `permuted_sums(rng_b)`. Values within 1e-11 of the kernel-mean scale of T count as ties (equal
-/// in exact arithmetic, different by rounding).
+/// in exact arithmetic, different by rounding). Permutations run a wave at a time, counting the
+/// pairs' hits as they come, so memory does not grow with B x M x M.
 fn permutation_test<F>(
     evaluator: &Evaluator,
     observed_sums: &[f64],
     options: &AuditOptions,
     permuted_sums: F,
-) -> TestOutcome
+) -> Result<TestOutcome>
 where
-    F: Fn(&mut Rng) -> Vec<f64> + Sync + Send,
+    F: Fn(&mut Rng) -> Result<Vec<f64>> + Sync + Send,
 {
     let observed = evaluator.evaluate(observed_sums);
     let m = evaluator.num_bins;
     let b = options.permutations;
     PERMUTATIONS_DONE.store(0, Ordering::Relaxed);
     PERMUTATIONS_PLANNED.store(b, Ordering::Relaxed);
-    let nulls = map_blocks(b, |index| {
-        let mut rng = Rng::new(options.seed, index as u64 + 1);
-        let e = evaluator.evaluate(&permuted_sums(&mut rng));
-        PERMUTATIONS_DONE.fetch_add(1, Ordering::Relaxed);
-        (e.statistic, e.matrix)
-    });
     let tolerance = 1e-11 * evaluator.scale(observed_sums).max(f64::MIN_POSITIVE);
     let at_least = |value: f64, reference: f64| value >= reference - tolerance;
     let pvalue_of = |hits: usize| (1 + hits) as f64 / (1 + b) as f64;
-    let hits = nulls
-        .iter()
-        .filter(|(t, _)| at_least(*t, observed.statistic))
-        .count();
+    let mut null_statistics = Vec::with_capacity(b);
+    let mut pair_hits = vec![0usize; m * m];
+    let wave = evaluator.wave();
+    for start in (0..b).step_by(wave) {
+        interrupt::check()?;
+        let evaluations = map_blocks(wave.min(b - start), |i| {
+            let mut rng = Rng::new(options.seed, (start + i) as u64 + 1);
+            let e = evaluator.evaluate(&permuted_sums(&mut rng)?);
+            PERMUTATIONS_DONE.fetch_add(1, Ordering::Relaxed);
+            Ok((e.statistic, e.matrix))
+        });
+        for evaluation in evaluations {
+            let (statistic, matrix) = evaluation?;
+            null_statistics.push(statistic);
+            for (at, hits) in pair_hits.iter_mut().enumerate() {
+                let reference = observed.matrix[at];
+                if at / m < at % m && !reference.is_nan() && at_least(matrix[at], reference) {
+                    *hits += 1;
+                }
+            }
+        }
+    }
     let mut pair_pvalues = vec![f64::NAN; m * m];
     if b > 0 {
         for p in 0..m {
             for q in p + 1..m {
-                let reference = observed.matrix[p * m + q];
-                if reference.is_nan() {
-                    continue;
+                if !observed.matrix[p * m + q].is_nan() {
+                    pair_pvalues[p * m + q] = pvalue_of(pair_hits[p * m + q]);
+                    pair_pvalues[q * m + p] = pvalue_of(pair_hits[p * m + q]);
                 }
-                let pair_hits = nulls
-                    .iter()
-                    .filter(|(_, mat)| at_least(mat[p * m + q], reference))
-                    .count();
-                pair_pvalues[p * m + q] = pvalue_of(pair_hits);
-                pair_pvalues[q * m + p] = pvalue_of(pair_hits);
             }
         }
     }
-    TestOutcome {
+    let hits = null_statistics
+        .iter()
+        .filter(|&&t| at_least(t, observed.statistic))
+        .count();
+    Ok(TestOutcome {
         test_statistic: observed.statistic,
-        null_statistics: nulls.iter().map(|(t, _)| *t).collect(),
+        null_statistics,
         pvalue: if b > 0 { pvalue_of(hits) } else { f64::NAN },
         pair_pvalues,
-    }
+    })
 }
 
 /// Exact audit of rewards in memory: `Method::Exact` (any kernel, small n) or `Method::Scan`
@@ -246,6 +291,8 @@ pub fn audit(input: &Input, options: &AuditOptions, method: Method) -> Result<Au
         scan::is_energy(options.kernel)?;
     }
     let prepared = prepare(input, options.kernel, &options.bandwidth)?;
+    let occupied = &prepared.layout.occupied;
+    check_sizes(occupied.num_groups, occupied.num_bins, options.permutations)?;
     match method {
         Method::Exact => brute::audit(&prepared, unbiased, options),
         Method::Scan => scan::audit(prepared, unbiased, options),
@@ -263,36 +310,50 @@ pub fn audit_sketch(
     options: &AuditOptions,
 ) -> Result<AuditResult> {
     let unbiased = check_options(options)?;
+    check_sizes(num_groups, num_bins, options.permutations)?;
     grid::audit(sketch, num_groups, num_bins, unbiased, options)
 }
 
-/// The result of every method: the statistic and matrices from the sums, and the test.
+/// Where an audit computed: its occupied labels and working units.
+struct Frame<'a> {
+    occupied: &'a Occupied,
+    units: &'a Units,
+}
+
+/// The result of every method: the statistic and matrices from the sums and the test, in the
+/// rewards' units and the input's bins and groups.
 fn assemble(
     method: Method,
     evaluator: &Evaluator,
     sums: &[f64],
     bandwidths: Vec<f64>,
     test: TestOutcome,
-) -> AuditResult {
-    let e = evaluator.evaluate(sums);
-    AuditResult {
+    frame: Frame,
+) -> Result<AuditResult> {
+    let (occupied, units) = (frame.occupied, frame.units);
+    let mut e = evaluator.evaluate(sums);
+    units.values(&mut e.group_matrices)?;
+    units.values(&mut e.matrix)?;
+    let mut null_statistics = test.null_statistics;
+    units.values(&mut null_statistics)?;
+    Ok(AuditResult {
         method,
-        num_groups: evaluator.num_groups,
-        num_bins: evaluator.num_bins,
-        statistic: e.statistic,
-        group_matrices: e.group_matrices,
-        matrix: e.matrix,
-        counts: evaluator.counts.to_vec(),
+        num_groups: occupied.num_groups,
+        num_bins: occupied.num_bins,
+        statistic: units.value(e.statistic)?,
+        group_matrices: occupied.expand_matrices(&e.group_matrices),
+        matrix: occupied.expand_pairs(&e.matrix, 0.0),
+        counts: occupied.expand_counts(evaluator.counts),
         bandwidths,
         bandwidth_error: 0.0,
         error_bound: 0.0,
-        permutations: test.null_statistics.len(),
-        test_statistic: test.test_statistic,
-        null_statistics: test.null_statistics,
+        permutations: null_statistics.len(),
+        test_statistic: units.value(test.test_statistic)?,
+        null_statistics,
         pvalue: test.pvalue,
-        pair_pvalues: test.pair_pvalues,
+        pair_pvalues: occupied.expand_pairs(&test.pair_pvalues, f64::NAN),
         grid_points: 0,
-    }
+    })
 }
 
 #[cfg(test)]

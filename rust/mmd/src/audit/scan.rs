@@ -18,14 +18,17 @@
 
 use super::rng::Rng;
 use super::shuffle::ChunkShuffler;
-use super::{assemble, permutation_test, AuditOptions, AuditResult, Evaluator, Method};
+use super::{assemble, permutation_test, AuditOptions, AuditResult, Evaluator, Frame, Method};
 use crate::data::{RowOrder, Rows};
 use crate::error::{MmdError, Result};
+use crate::interrupt;
 use crate::kernel::KernelKind;
 use crate::Prepared;
 
 /// Rows per chunk of labels: a chunk of u32 labels stays in L1.
 const CHUNK: usize = 4096;
+/// Chunks between interrupt checkpoints.
+const CHUNKS_PER_CHECK: usize = 64;
 /// Rebase the laplacian reference before exp((x - r)/s) exceeds e^EXPONENT_LIMIT.
 const EXPONENT_LIMIT: f64 = 300.0;
 
@@ -95,7 +98,12 @@ impl<'a> Plan<'a> {
     }
 
     /// Kernel sums S (M, M) of group g, the labels of rows start.. written by `labels`.
-    fn group_sums(&self, g: usize, mut labels: impl FnMut(usize, &mut [u32]), out: &mut [f64]) {
+    fn group_sums(
+        &self,
+        g: usize,
+        mut labels: impl FnMut(usize, &mut [u32]),
+        out: &mut [f64],
+    ) -> Result<()> {
         let (m, range) = (self.rows.num_bins, self.rows.group(g));
         let (nf, width) = (self.factors.len(), m.next_multiple_of(4));
         let mut state = GroupState {
@@ -112,6 +120,9 @@ impl<'a> Plan<'a> {
         let mut chunk = [0u32; CHUNK];
         let mut start = range.start;
         while start < range.end {
+            if (start - range.start) % (CHUNKS_PER_CHECK * CHUNK) == 0 {
+                interrupt::check()?;
+            }
             let len = CHUNK.min(range.end - start);
             let chunk = &mut chunk[..len];
             labels(start, chunk);
@@ -121,6 +132,7 @@ impl<'a> Plan<'a> {
             start += len;
         }
         self.finish(g, &state, out);
+        Ok(())
     }
 
     /// Adds the rows start..start + chunk.len() (labelled `chunk`) under factor set f.
@@ -183,13 +195,13 @@ impl<'a> Plan<'a> {
     }
 
     /// (G, M, M) kernel sums for labels given chunk by chunk per group.
-    fn sums(&self, mut labels: impl FnMut(usize, usize, &mut [u32])) -> Vec<f64> {
+    fn sums(&self, mut labels: impl FnMut(usize, usize, &mut [u32])) -> Result<Vec<f64>> {
         let m = self.rows.num_bins;
         let mut sums = vec![0.0; self.rows.num_groups() * m * m];
         for (g, out) in sums.chunks_mut(m * m).enumerate() {
-            self.group_sums(g, |start, chunk| labels(g, start, chunk), out);
+            self.group_sums(g, |start, chunk| labels(g, start, chunk), out)?;
         }
-        sums
+        Ok(sums)
     }
 }
 
@@ -329,15 +341,17 @@ pub fn audit(prepared: Prepared, unbiased: bool, options: &AuditOptions) -> Resu
         layout,
         kernel,
         bandwidths,
+        units,
     } = prepared;
     let energy = is_energy(kernel.kind())?;
     let rows = layout.rows(RowOrder::Reward);
+    let occupied = layout.occupied.clone();
     drop(layout);
     let plan = Plan::new(&rows, energy, &bandwidths);
     let m = rows.num_bins;
     let observed = plan.sums(|_, start, chunk| {
         chunk.copy_from_slice(&rows.labels[start..start + chunk.len()]);
-    });
+    })?;
     let evaluator = Evaluator {
         counts: &rows.counts,
         num_groups: rows.num_groups(),
@@ -349,12 +363,10 @@ pub fn audit(prepared: Prepared, unbiased: bool, options: &AuditOptions) -> Resu
         let mut shufflers: Vec<ChunkShuffler> =
             rows.counts.chunks(m).map(ChunkShuffler::new).collect();
         plan.sums(|g, _, chunk| shufflers[g].fill(rng, chunk))
-    });
-    Ok(assemble(
-        Method::Scan,
-        &evaluator,
-        &observed,
-        bandwidths,
-        test,
-    ))
+    })?;
+    let frame = Frame {
+        occupied: &occupied,
+        units: &units,
+    };
+    assemble(Method::Scan, &evaluator, &observed, bandwidths, test, frame)
 }

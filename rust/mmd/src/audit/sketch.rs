@@ -8,6 +8,7 @@
 //! - pooled: counts of all rewards at the nearest of P_m points (the median heuristic).
 
 use crate::error::{MmdError, Result};
+use crate::limits::Request;
 
 /// Fixed-point unit of the fine weights.
 pub const ONE: u64 = 1 << 32;
@@ -30,9 +31,10 @@ impl GridSpec {
         coarse_points: usize,
         median_points: usize,
     ) -> Result<Self> {
-        if !(low.is_finite() && high.is_finite() && low <= high) {
+        if !(low.is_finite() && high.is_finite() && low <= high && (high - low).is_finite()) {
             return Err(MmdError::InvalidArgument(format!(
-                "grid range must be finite with low <= high, got [{low}, {high}]"
+                "grid range must be finite with low <= high and a finite width high - low, got \
+                 [{low}, {high}]"
             )));
         }
         for (name, points) in [
@@ -85,15 +87,38 @@ pub struct GridSketch {
 }
 
 impl GridSketch {
-    pub fn new(spec: GridSpec, num_cells: usize) -> Self {
-        Self {
+    /// An empty sketch; its tables must fit the memory policy (see `limits`).
+    pub fn new(spec: GridSpec, num_cells: usize) -> Result<Self> {
+        let points = spec.fine_points.saturating_add(spec.coarse_points);
+        Request {
+            why: &|| {
+                format!(
+                    "num_cells = {num_cells} x fine_points = {} + coarse_points = {}",
+                    spec.fine_points, spec.coarse_points
+                )
+            },
+            what: "sketch table",
+            dims: &[num_cells, points],
+            entry_bytes: 8,
+            copies: 1,
+        }
+        .check()?;
+        Request {
+            why: &|| format!("median_points = {}", spec.median_points),
+            what: "table of pooled counts",
+            dims: &[spec.median_points],
+            entry_bytes: 8,
+            copies: 1,
+        }
+        .check()?;
+        Ok(Self {
             spec,
             num_cells,
             fine: vec![0; num_cells * spec.fine_points],
             coarse: vec![0; num_cells * spec.coarse_points],
             pooled: vec![0; spec.median_points],
             counts: vec![0; num_cells],
-        }
+        })
     }
 
     /// A sketch from its arrays (e.g. merged elsewhere), checked for consistency.
@@ -182,7 +207,7 @@ impl GridSketch {
                 return Err(MmdError::OutOfRange {
                     name: "cells",
                     index,
-                    value: cell,
+                    value: i128::from(cell),
                     limit: self.num_cells,
                 });
             }

@@ -65,8 +65,15 @@ fn core_matrix(
         estimator: o.estimator,
         ..Options::default()
     };
-    let stat = pairwise_bin_mmd(&input, &core).unwrap();
-    (stat.value.unwrap(), stat.matrix)
+    let value = pairwise_bin_mmd(&input, &core).unwrap().value.unwrap();
+    let matrix = Options {
+        reduction: Reduction::None,
+        ..core
+    };
+    (
+        value,
+        pairwise_bin_mmd(&input, &matrix).unwrap().matrix.unwrap(),
+    )
 }
 
 fn close(a: f64, b: f64, tolerance: f64) -> bool {
@@ -187,13 +194,13 @@ fn grid_is_within_its_bound_and_median_within_a_step() {
     let low = values.iter().copied().fold(f64::INFINITY, f64::min);
     let high = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     let spec = GridSpec::new(low, high, 4097, 257, 1 << 16).unwrap();
-    let mut sketch = GridSketch::new(spec, 8);
+    let mut sketch = GridSketch::new(spec, 8).unwrap();
     sketch.add(&values, &cells).unwrap();
     for kernel in [KernelKind::Rbf, KernelKind::Imq] {
         for estimator in [Estimator::Biased, Estimator::Unbiased] {
             let o = options(kernel, Bandwidth::Median, estimator, 20);
             let result = audit_sketch(&sketch, 2, 4, &o).unwrap();
-            let exact_median = crate::median_bandwidth(&values);
+            let exact_median = crate::median_bandwidth(&values).unwrap();
             assert!((result.bandwidths[0] - exact_median).abs() <= result.bandwidth_error);
             let fixed = options(
                 kernel,
@@ -224,12 +231,12 @@ fn grid_is_within_its_bound_and_median_within_a_step() {
 fn sketches_merge_exactly() {
     let (values, bins, _) = data(1000, 3, 1, 5);
     let spec = GridSpec::new(0.0, 10.0, 1025, 65, 1025).unwrap();
-    let mut whole = GridSketch::new(spec, 3);
+    let mut whole = GridSketch::new(spec, 3).unwrap();
     whole.add(&values, &bins).unwrap();
     // What the engines do with the arrays of chunks, files or partitions: add them.
-    let mut parts = GridSketch::new(spec, 3);
+    let mut parts = GridSketch::new(spec, 3).unwrap();
     for (v, b) in values.chunks(137).zip(bins.chunks(137)) {
-        let mut part = GridSketch::new(spec, 3);
+        let mut part = GridSketch::new(spec, 3).unwrap();
         part.add(v, b).unwrap();
         let add = |a: &mut Vec<u64>, b: &[u64]| a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
         add(&mut parts.fine, &part.fine);
@@ -266,7 +273,7 @@ fn grid_permutation_tables_keep_margins() {
     let (values, bins, groups) = data(2000, 4, 2, 6);
     let cells: Vec<i64> = bins.iter().zip(&groups).map(|(b, g)| g * 4 + b).collect();
     let spec = GridSpec::new(0.0, 10.0, 1025, 129, 1025).unwrap();
-    let mut sketch = GridSketch::new(spec, 8);
+    let mut sketch = GridSketch::new(spec, 8).unwrap();
     sketch.add(&values, &cells).unwrap();
     let mut rng = Rng::new(1, 1);
     let table = grid::permuted_table_for_tests(&mut rng, &sketch);
