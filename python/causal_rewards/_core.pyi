@@ -1,5 +1,8 @@
 """Type stubs of the Rust extension (rust/python/src). Arguments are validated and normalised by the
-Python layer; values (NaN, ranges, sizes) are checked by the core and raise ValueError."""
+Python layer; values (NaN, ranges, sizes) are checked by the core and raise ValueError. Every call
+releases the GIL, stops with the signal handler's exception (KeyboardInterrupt) within about 100 ms of
+a signal, and refuses sizes whose buffers would exceed a quarter of physical memory. Integer sizes
+that are negative or beyond 64 bits raise ValueError naming the argument."""
 
 from collections.abc import Sequence
 from typing import TypeAlias, TypedDict
@@ -8,24 +11,26 @@ import numpy as np
 import numpy.typing as npt
 
 _Rewards: TypeAlias = npt.NDArray[np.float64] | npt.NDArray[np.float32]
-_Labels: TypeAlias = npt.NDArray[np.int64]
+_Labels: TypeAlias = npt.NDArray[np.int64] | npt.NDArray[np.uint64]
 _Bandwidth: TypeAlias = Sequence[float] | str
 _Matrix: TypeAlias = npt.NDArray[np.float64]
 
 __all__ = [
-    "pairwise_bin_mmd",
-    "pairwise_bin_mmd_value_and_grad",
-    "pairwise_bin_mmd_matrix_vjp",
-    "mmd",
-    "check_input",
-    "median_bandwidth",
-    "set_num_threads",
-    "num_threads",
-    "set_parallelism",
+    "audit_grid",
     "audit_progress",
     "audit_rewards",
+    "check_input",
+    "environment_threads",
     "grid_sketch",
-    "audit_grid",
+    "max_num_threads",
+    "median_bandwidth",
+    "mmd",
+    "num_threads",
+    "pairwise_bin_mmd",
+    "pairwise_bin_mmd_matrix_vjp",
+    "pairwise_bin_mmd_value_and_grad",
+    "set_num_threads",
+    "set_parallelism",
 ]
 
 def pairwise_bin_mmd(
@@ -37,8 +42,9 @@ def pairwise_bin_mmd(
     bandwidth: _Bandwidth,
     estimator: str,
     reduction: str,
-) -> tuple[float | None, _Matrix, list[float]]:
-    """(reduced value or None for "none", (G, M, M) matrix, bandwidths used)."""
+) -> tuple[float | None, _Matrix | None, list[float]]:
+    """(value, None, bandwidths) for a scalar reduction, which needs the occupied bins only;
+    (None, (G, M, M) matrix, bandwidths) for "none", refused when the matrix is too large."""
 
 def pairwise_bin_mmd_value_and_grad(
     rewards: _Rewards,
@@ -49,8 +55,8 @@ def pairwise_bin_mmd_value_and_grad(
     bandwidth: _Bandwidth,
     estimator: str,
     reduction: str,
-) -> tuple[float, _Matrix, npt.NDArray[np.float64], list[float]]:
-    """(value, (G, M, M) matrix, gradient with respect to every reward, bandwidths used)."""
+) -> tuple[float, None, npt.NDArray[np.float64], list[float]]:
+    """(value, None, gradient with respect to every reward, bandwidths used)."""
 
 def pairwise_bin_mmd_matrix_vjp(
     rewards: _Rewards,
@@ -62,18 +68,29 @@ def pairwise_bin_mmd_matrix_vjp(
     estimator: str,
     upstream: npt.NDArray[np.float64],
 ) -> npt.NDArray[np.float64]:
-    """Gradient of sum(upstream * matrix), upstream flattened from (G, M, M)."""
+    """Gradient of sum(upstream * matrix), upstream flattened from (G, M, M) and read in place."""
 
 def mmd(x: _Rewards, y: _Rewards, kernel: str, bandwidth: _Bandwidth, estimator: str) -> float:
     """Two-sample MMD^2 (two bins, reduction "sum"), x and y read in place; errors name x or y."""
 
 def check_input(
-    rewards: _Rewards, bins: _Labels, groups: _Labels | None, num_bins: int | None
+    rewards: _Rewards, bins: _Labels, groups: _Labels | None, num_bins: int | None, matrix: bool = False
 ) -> tuple[int, int]:
-    """(G, M) of a valid input, else the ValueError any computation on it would raise."""
+    """(G, M) of a valid input, else the ValueError any computation on it would raise; with matrix=True
+    also the memory check of a full (G, M, M) float64 matrix."""
 
-def median_bandwidth(values: npt.NDArray[np.float64]) -> float: ...
-def set_num_threads(threads: int) -> None: ...
+def median_bandwidth(values: _Rewards) -> float:
+    """Median of |r_i - r_j| over pairs i < j (1.0 if it is 0); non-finite values are named rewards[i]."""
+
+def set_num_threads(threads: int) -> int:
+    """Worker threads from now on (0: one per core), capped at max_num_threads(); returns the count used."""
+
+def max_num_threads() -> int:
+    """The cap on worker threads: 4 per available core."""
+
+def environment_threads() -> tuple[int, str | None]:
+    """(threads, warning or None) that CAUSAL_REWARDS_NUM_THREADS asks for (bad or too large values warn)."""
+
 def num_threads() -> int: ...
 def set_parallelism(enabled: bool) -> None: ...
 

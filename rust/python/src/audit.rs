@@ -1,6 +1,6 @@
 //! Bindings of `crm_mmd::audit`: convert, release the GIL, call the core, convert back.
 
-use super::{core, options, Columns, Labels, Rewards};
+use super::{core, count, detached, options, Columns, Labels, Rewards};
 use crm_mmd::audit::{self, AuditOptions, AuditResult, GridSketch, GridSpec, Method};
 use numpy::ndarray::{Array2, Array3};
 use numpy::{IntoPyArray, PyReadonlyArray1, PyReadonlyArray2};
@@ -12,16 +12,16 @@ fn audit_options(
     kernel: &str,
     bandwidth: &Bound<'_, PyAny>,
     estimator: &str,
-    permutations: usize,
-    seed: u64,
+    permutations: &Bound<'_, PyAny>,
+    seed: &Bound<'_, PyAny>,
 ) -> PyResult<AuditOptions> {
     let parsed = options(kernel, bandwidth, estimator, "mean")?;
     Ok(AuditOptions {
         kernel: parsed.kernel,
         bandwidth: parsed.bandwidth,
         estimator: parsed.estimator,
-        permutations,
-        seed,
+        permutations: count(permutations, "permutations")?,
+        seed: count(seed, "seed")? as u64,
     })
 }
 
@@ -86,17 +86,17 @@ fn audit_rewards<'py>(
     rewards: Rewards<'py>,
     bins: Labels<'py>,
     groups: Option<Labels<'py>>,
-    num_bins: usize,
+    num_bins: &Bound<'py, PyAny>,
     kernel: &str,
     bandwidth: &Bound<'py, PyAny>,
     estimator: &str,
-    permutations: usize,
-    seed: u64,
+    permutations: &Bound<'py, PyAny>,
+    seed: &Bound<'py, PyAny>,
     method: &str,
 ) -> PyResult<Bound<'py, PyDict>> {
     let options = audit_options(kernel, bandwidth, estimator, permutations, seed)?;
     let method: Method = core(method.parse())?;
-    let columns = Columns::new(rewards, bins, groups, Some(num_bins));
+    let columns = Columns::new(rewards, bins, groups, Some(num_bins))?;
     let result = columns.run(py, |input| audit::audit(input, &options, method))?;
     result_dict(py, result)
 }
@@ -109,19 +109,25 @@ fn grid_sketch<'py>(
     py: Python<'py>,
     rewards: PyReadonlyArray1<'py, f64>,
     cells: PyReadonlyArray1<'py, i64>,
-    num_cells: usize,
+    num_cells: &Bound<'py, PyAny>,
     low: f64,
     high: f64,
-    fine_points: usize,
-    coarse_points: usize,
-    median_points: usize,
+    fine_points: &Bound<'py, PyAny>,
+    coarse_points: &Bound<'py, PyAny>,
+    median_points: &Bound<'py, PyAny>,
 ) -> PyResult<Bound<'py, pyo3::types::PyTuple>> {
+    let num_cells = count(num_cells, "num_cells")?;
+    let (fine_points, coarse_points) = (
+        count(fine_points, "fine_points")?,
+        count(coarse_points, "coarse_points")?,
+    );
+    let median_points = count(median_points, "median_points")?;
     let spec = grid_spec(low, high, fine_points, coarse_points, median_points)?;
     let (rewards, cells) = (rewards.as_slice()?, cells.as_slice()?);
-    let sketch = core(py.detach(|| {
-        let mut sketch = GridSketch::new(spec, num_cells);
+    let sketch = detached(py, || {
+        let mut sketch = GridSketch::new(spec, num_cells)?;
         sketch.add(rewards, cells).map(|_| sketch)
-    }))?;
+    })?;
     let fine =
         Array2::from_shape_vec((num_cells, fine_points), sketch.fine).map_err(shape_error)?;
     let coarse =
@@ -147,15 +153,19 @@ fn audit_grid<'py>(
     counts: PyReadonlyArray1<'py, u64>,
     low: f64,
     high: f64,
-    num_groups: usize,
-    num_bins: usize,
+    num_groups: &Bound<'py, PyAny>,
+    num_bins: &Bound<'py, PyAny>,
     kernel: &str,
     bandwidth: &Bound<'py, PyAny>,
     estimator: &str,
-    permutations: usize,
-    seed: u64,
+    permutations: &Bound<'py, PyAny>,
+    seed: &Bound<'py, PyAny>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let options = audit_options(kernel, bandwidth, estimator, permutations, seed)?;
+    let (num_groups, num_bins) = (
+        count(num_groups, "num_groups")?,
+        count(num_bins, "num_bins")?,
+    );
     let ((num_cells, fine_points), (_, coarse_points)) =
         (fine.as_array().dim(), coarse.as_array().dim());
     let spec = grid_spec(low, high, fine_points, coarse_points, pooled.len()?)?;
@@ -167,7 +177,9 @@ fn audit_grid<'py>(
         pooled.as_array().to_vec(),
         counts.as_array().to_vec(),
     ))?;
-    let result = core(py.detach(|| audit::audit_sketch(&sketch, num_groups, num_bins, &options)))?;
+    let result = detached(py, || {
+        audit::audit_sketch(&sketch, num_groups, num_bins, &options)
+    })?;
     result_dict(py, result)
 }
 
