@@ -120,29 +120,37 @@ fn grid_sums(
     let (kernel_spectrum, _) = fft.real_pair(&kernel_vector, &[]);
     let cells = num_groups * num_bins;
     let table = |c: usize| &tables[c * points..(c + 1) * points];
+    // Two real tables per complex transform.
     let spectra: Vec<(Vec<f64>, Vec<f64>)> = map_blocks(cells.div_ceil(2), |pair| {
-        fft.real_pair(
-            table(2 * pair),
-            if 2 * pair + 1 < cells {
-                table(2 * pair + 1)
-            } else {
-                &[]
-            },
-        )
-    });
-    let spectrum = |c: usize| {
-        if c % 2 == 0 {
-            &spectra[c / 2].0
+        let second = if 2 * pair + 1 < cells {
+            table(2 * pair + 1)
         } else {
-            &spectra[c / 2].1
-        }
+            &[]
+        };
+        fft.real_pair(table(2 * pair), second)
+    });
+    let spectrum = |c: usize| match c % 2 {
+        0 => spectra[c / 2].0.as_slice(),
+        _ => spectra[c / 2].1.as_slice(),
     };
-    let half = n / 2;
-    let mut sums = vec![0.0; cells * num_bins];
+    let sums = pair_sums(&kernel_spectrum, spectrum, num_groups, num_bins, n)?;
+    Ok((sums, kernel_l1))
+}
+
+/// S_gpq = (1/N) sum_f Khat_f Re(conj(W_p,f) W_q,f) from the half spectra of every cell.
+fn pair_sums<'a>(
+    kernel_spectrum: &[f64],
+    spectrum: impl Fn(usize) -> &'a [f64],
+    num_groups: usize,
+    num_bins: usize,
+    n: usize,
+) -> Result<Vec<f64>> {
+    let (m, half) = (num_bins, n / 2);
+    let mut sums = vec![0.0; num_groups * m * m];
     for g in 0..num_groups {
-        for p in 0..num_bins {
+        for p in 0..m {
             interrupt::check()?;
-            let sp = spectrum(g * num_bins + p);
+            let sp = spectrum(g * m + p);
             // Khat_f W_p,f with the weights 1, 2, ..., 2, 1 of the half spectrum.
             let weighted: Vec<f64> = (0..=half)
                 .flat_map(|f| {
@@ -150,20 +158,20 @@ fn grid_sums(
                     [w * sp[2 * f], w * sp[2 * f + 1]]
                 })
                 .collect();
-            for q in p..num_bins {
-                let sq = spectrum(g * num_bins + q);
+            for q in p..m {
+                let sq = spectrum(g * m + q);
                 let s = weighted
                     .iter()
                     .zip(sq.iter())
                     .map(|(a, b)| a * b)
                     .sum::<f64>()
                     / n as f64;
-                sums[(g * num_bins + p) * num_bins + q] = s;
-                sums[(g * num_bins + q) * num_bins + p] = s;
+                sums[(g * m + p) * m + q] = s;
+                sums[(g * m + q) * m + p] = s;
             }
         }
     }
-    Ok((sums, kernel_l1))
+    Ok(sums)
 }
 
 /// The memory policy applied to the grid audit: the fine tables (a copy, and in float64) with

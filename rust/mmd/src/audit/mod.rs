@@ -260,17 +260,6 @@ where
             }
         }
     }
-    let mut pair_pvalues = vec![f64::NAN; m * m];
-    if b > 0 {
-        for p in 0..m {
-            for q in p + 1..m {
-                if !observed.matrix[p * m + q].is_nan() {
-                    pair_pvalues[p * m + q] = pvalue_of(pair_hits[p * m + q]);
-                    pair_pvalues[q * m + p] = pvalue_of(pair_hits[p * m + q]);
-                }
-            }
-        }
-    }
     let hits = null_statistics
         .iter()
         .filter(|&&t| at_least(t, observed.statistic))
@@ -279,8 +268,27 @@ where
         test_statistic: observed.statistic,
         null_statistics,
         pvalue: if b > 0 { pvalue_of(hits) } else { f64::NAN },
-        pair_pvalues,
+        pair_pvalues: pair_pvalues(&observed.matrix, &pair_hits, m, b),
     })
+}
+
+/// (M, M) p-values of the pairs from their hit counts; NaN on the diagonal, where a pair is not
+/// computable, and everywhere when B = 0.
+fn pair_pvalues(observed: &[f64], hits: &[usize], m: usize, permutations: usize) -> Vec<f64> {
+    let mut pvalues = vec![f64::NAN; m * m];
+    if permutations == 0 {
+        return pvalues;
+    }
+    for p in 0..m {
+        for q in p + 1..m {
+            if !observed[p * m + q].is_nan() {
+                let pvalue = (1 + hits[p * m + q]) as f64 / (1 + permutations) as f64;
+                pvalues[p * m + q] = pvalue;
+                pvalues[q * m + p] = pvalue;
+            }
+        }
+    }
+    pvalues
 }
 
 /// Exact audit of rewards in memory: `Method::Exact` (any kernel, small n) or `Method::Scan`
