@@ -5,7 +5,7 @@
 //! results the caller asks for in full, (G, M, M), are expanded, after a size check.
 
 use crate::error::{MmdError, Result};
-use crate::limits::Request;
+use crate::limits;
 
 /// A column of rewards read in place: a slice, or a strided view supplied by a caller.
 pub trait RewardColumn: Sync {
@@ -217,14 +217,12 @@ impl Layout {
             None => vec![0],
         };
         let (g, m) = (groups.len(), bins.len());
-        Request {
-            why: &|| format!("{g} occupied groups x {m} occupied bins"),
-            what: "table of kernel sums per bin pair (and as many weights and MMD^2 values)",
-            dims: &[g, m, m],
-            entry_bytes: 8,
-            copies: 4,
-        }
-        .check()?;
+        limits::check(
+            &|| format!("{g} occupied groups x {m} occupied bins"),
+            "table of kernel sums per bin pair (and as many weights and MMD^2 values)",
+            &[g, m, m],
+            4,
+        )?;
         let cell_of =
             |i: usize| rows.groups.as_ref().map_or(0, |labels| labels[i]) * m + rows.bins[i];
         let mut layout = Self::by_cell(&rows.values, cell_of, g, m);

@@ -42,7 +42,6 @@ pub use reduce::Reduction;
 
 use choices::choices;
 use data::Layout;
-use limits::Request;
 use units::Units;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -112,14 +111,7 @@ fn check_full_matrix(num_groups: usize, num_bins: usize) -> Result<()> {
         1 => format!("num_bins = {num_bins} with reduction='none'"),
         g => format!("{g} groups x num_bins = {num_bins} with reduction='none'"),
     };
-    Request {
-        why: &why,
-        what: "matrix",
-        dims: &[num_groups, num_bins, num_bins],
-        entry_bytes: 8,
-        copies: 1,
-    }
-    .check()
+    limits::check(&why, "matrix", &[num_groups, num_bins, num_bins], 1)
 }
 
 /// Everything a computation needs, validated once: the sorted rewards (in working units) and the

@@ -39,50 +39,48 @@ pub fn memory_limit() -> u64 {
     physical_memory() / FRACTION
 }
 
-/// A buffer (or `copies` buffers) of `dims` entries of `entry_bytes` each, asked for by `why`.
-pub struct Request<'a> {
-    /// The sizes that ask for it, e.g. "num_bins = 100000 with reduction='none'".
-    pub why: &'a dyn Fn() -> String,
-    /// What it is, e.g. "matrix".
-    pub what: &'a str,
-    pub dims: &'a [usize],
-    pub entry_bytes: usize,
-    pub copies: usize,
+/// Bytes of an entry: every size-driven buffer holds f64 or u64.
+const ENTRY_BYTES: u128 = 8;
+
+/// Ok when `copies` buffers of `dims` entries fit the policy; else `MmdError::TooLarge` saying
+/// that `why` (the sizes that ask, e.g. "num_bins = 100000 with reduction='none'") needs them and
+/// how many bytes they take. `what` names a buffer ("matrix").
+pub fn check(why: &dyn Fn() -> String, what: &str, dims: &[usize], copies: usize) -> Result<()> {
+    check_against(memory_limit(), why, what, dims, copies)
 }
 
-impl Request<'_> {
-    /// Bytes needed (saturating: sizes can overflow any integer).
-    pub fn bytes(&self) -> u128 {
-        self.dims.iter().fold(
-            (self.entry_bytes as u128).saturating_mul(self.copies as u128),
-            |total, &d| total.saturating_mul(d as u128),
-        )
-    }
+/// Bytes of `copies` buffers of `dims` entries (saturating: sizes can overflow any integer).
+fn bytes(dims: &[usize], copies: usize) -> u128 {
+    dims.iter()
+        .fold(ENTRY_BYTES.saturating_mul(copies as u128), |total, &d| {
+            total.saturating_mul(d as u128)
+        })
+}
 
-    /// Ok when the request fits the policy's limit.
-    pub fn check(&self) -> Result<()> {
-        self.check_against(memory_limit())
+fn check_against(
+    limit: u64,
+    why: &dyn Fn() -> String,
+    what: &str,
+    dims: &[usize],
+    copies: usize,
+) -> Result<()> {
+    let needed = bytes(dims, copies);
+    if needed <= u128::from(limit) {
+        return Ok(());
     }
-
-    fn check_against(&self, limit: u64) -> Result<()> {
-        let bytes = self.bytes();
-        if bytes <= u128::from(limit) {
-            return Ok(());
-        }
-        let dims: Vec<String> = self.dims.iter().map(|d| d.to_string()).collect();
-        let what = match self.copies {
-            1 => format!("a {} {}", dims.join(" x "), self.what),
-            n => format!("{n} x {} {}", dims.join(" x "), self.what),
-        };
-        Err(MmdError::TooLarge(format!(
-            "{} needs {what} ({}), more than the {} one computation may use (a quarter of the {} of \
-             physical memory)",
-            (self.why)(),
-            human(bytes),
-            human(u128::from(limit)),
-            human(u128::from(physical_memory())),
-        )))
-    }
+    let dims: Vec<String> = dims.iter().map(|d| d.to_string()).collect();
+    let buffers = match copies {
+        1 => format!("a {} {what}", dims.join(" x ")),
+        n => format!("{n} x {} {what}", dims.join(" x ")),
+    };
+    Err(MmdError::TooLarge(format!(
+        "{} needs {buffers} ({}), more than the {} one computation may use (a quarter of the {} of \
+         physical memory)",
+        why(),
+        human(needed),
+        human(u128::from(limit)),
+        human(u128::from(physical_memory())),
+    )))
 }
 
 /// Bytes in decimal units ("80.0 GB").
@@ -111,15 +109,11 @@ mod tests {
     #[test]
     fn refuses_what_exceeds_the_limit_naming_sizes_and_bytes() {
         let why = || "num_bins = 100000 with reduction='none'".to_string();
-        let request = Request {
-            why: &why,
-            what: "matrix",
-            dims: &[1, 100_000, 100_000],
-            entry_bytes: 8,
-            copies: 1,
-        };
-        assert_eq!(request.bytes(), 80_000_000_000);
-        let message = request.check_against(1 << 30).unwrap_err().to_string();
+        let dims = [1, 100_000, 100_000];
+        assert_eq!(bytes(&dims, 1), 80_000_000_000);
+        let message = check_against(1 << 30, &why, "matrix", &dims, 1)
+            .unwrap_err()
+            .to_string();
         assert!(
             message.starts_with(
                 "num_bins = 100000 with reduction='none' needs a 1 x 100000 x 100000 matrix \
@@ -127,14 +121,11 @@ mod tests {
             ),
             "{message}"
         );
-        assert!(request.check_against(80_000_000_000).is_ok());
+        assert!(check_against(80_000_000_000, &why, "matrix", &dims, 1).is_ok());
         // Sizes beyond any integer saturate instead of wrapping around.
-        let huge = Request {
-            dims: &[usize::MAX, usize::MAX, usize::MAX],
-            ..request
-        };
-        assert_eq!(huge.bytes(), u128::MAX);
-        assert!(huge.check_against(u64::MAX).is_err());
+        let huge = [usize::MAX, usize::MAX, usize::MAX];
+        assert_eq!(bytes(&huge, 3), u128::MAX);
+        assert!(check_against(u64::MAX, &why, "matrix", &huge, 1).is_err());
         assert_eq!(human(999), "999 bytes");
         assert_eq!(human(1_500), "1.5 kB");
         assert!(physical_memory() > 0 && memory_limit() < physical_memory());

@@ -32,7 +32,7 @@ use crate::error::{MmdError, Result};
 use crate::exact::computable_pairs;
 use crate::interrupt;
 use crate::kernel::{Kernel, KernelKind};
-use crate::limits::Request;
+use crate::limits;
 use crate::parallel::{map_blocks, num_threads};
 use crate::units::Units;
 use crate::Bandwidth;
@@ -186,14 +186,9 @@ fn check_sizes(sketch: &GridSketch) -> Result<()> {
         let per_cell = points
             .saturating_mul(2)
             .saturating_add(transform_length(points).saturating_add(2));
-        Request {
-            why: &|| format!("{cells} cells x {name} = {points}"),
-            what: "table of grid weights with its spectrum",
-            dims: &[cells, per_cell],
-            entry_bytes: 8,
-            copies,
-        }
-        .check()?;
+        let why = || format!("{cells} cells x {name} = {points}");
+        let what = "table of grid weights with its spectrum";
+        limits::check(&why, what, &[cells, per_cell], copies)?;
     }
     Ok(())
 }

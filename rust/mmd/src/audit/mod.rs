@@ -37,7 +37,7 @@ use crate::error::{MmdError, Result};
 use crate::exact::matrix_from_sums;
 use crate::interrupt;
 use crate::kernel::KernelKind;
-use crate::limits::{memory_limit, Request};
+use crate::limits::{self, memory_limit};
 use crate::parallel::{map_blocks, num_threads};
 use crate::reduce::{reduce, Reduction};
 use crate::units::Units;
@@ -199,22 +199,18 @@ impl Evaluator<'_> {
 /// The memory policy applied to an audit's results: (G, M, M) MMD^2 per group and B null
 /// statistics.
 fn check_sizes(num_groups: usize, num_bins: usize, permutations: usize) -> Result<()> {
-    Request {
-        why: &|| format!("an audit of {num_groups} groups x {num_bins} bins"),
-        what: "array of MMD^2 per group and bin pair",
-        dims: &[num_groups, num_bins, num_bins],
-        entry_bytes: 8,
-        copies: 2,
-    }
-    .check()?;
-    Request {
-        why: &|| format!("permutations = {permutations}"),
-        what: "vector of null statistics",
-        dims: &[permutations],
-        entry_bytes: 8,
-        copies: 1,
-    }
-    .check()
+    limits::check(
+        &|| format!("an audit of {num_groups} groups x {num_bins} bins"),
+        "array of MMD^2 per group and bin pair",
+        &[num_groups, num_bins, num_bins],
+        2,
+    )?;
+    limits::check(
+        &|| format!("permutations = {permutations}"),
+        "vector of null statistics",
+        &[permutations],
+        1,
+    )
 }
 
 /// p = (1 + #{T_b >= T}) / (1 + B) for the statistic and for every pair, with T_b from

@@ -143,7 +143,12 @@ impl<'a> Plan<'a> {
         let factors = &self.factors[f];
         let u = &factors.u[start..start + len];
         if self.energy {
-            accumulate(a, running, chunk, u, None, width);
+            let rows = Chunk {
+                labels: chunk,
+                u,
+                v: None,
+            };
+            accumulate(a, running, rows, width);
             for (&label, &ui) in chunk.iter().zip(u) {
                 state.x_sums[label as usize] += ui;
             }
@@ -158,7 +163,12 @@ impl<'a> Plan<'a> {
                 .filter(|(row, _)| *row < start + len);
             let to = rebase.map_or(len, |(row, _)| row - start);
             let v = &factors.v[start + from..start + to];
-            accumulate(a, running, &chunk[from..to], &u[from..to], Some(v), width);
+            let rows = Chunk {
+                labels: &chunk[from..to],
+                u: &u[from..to],
+                v: Some(v),
+            };
+            accumulate(a, running, rows, width);
             match rebase {
                 Some(&(_, factor)) => {
                     running.iter_mut().for_each(|r| *r *= factor);
@@ -205,6 +215,14 @@ impl<'a> Plan<'a> {
     }
 }
 
+/// The rows of one call of `accumulate`: their labels, u factors and v factors (None: v = 1).
+#[derive(Clone, Copy)]
+struct Chunk<'a> {
+    labels: &'a [u32],
+    u: &'a [f64],
+    v: Option<&'a [f64]>,
+}
+
 /// For each row i (label p): A[p, :] += u_i * V; V[p] += v_i (1 when `v` is None). A has rows of
 /// `width` entries (M padded to a multiple of 4) and V has `width` entries.
 ///
@@ -212,28 +230,21 @@ impl<'a> Plan<'a> {
 /// the compiler keeps in registers, updated with a lane mask rather than a store to one entry (which
 /// would stall the next vector load); with AVX2 when the CPU has it. Multiplies and adds stay
 /// separate (no FMA), so every path gives the same bits.
-fn accumulate(
-    a: &mut [f64],
-    running: &mut [f64],
-    labels: &[u32],
-    u: &[f64],
-    v: Option<&[f64]>,
-    width: usize,
-) {
+fn accumulate(a: &mut [f64], running: &mut [f64], rows: Chunk, width: usize) {
     #[cfg(target_arch = "x86_64")]
     {
         if std::is_x86_feature_detected!("avx512f") {
             // SAFETY: the CPU supports AVX-512F, checked just above.
-            unsafe { accumulate_avx512(a, running, labels, u, v, width) };
+            unsafe { accumulate_avx512(a, running, rows, width) };
             return;
         }
         if std::is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU supports AVX2, checked just above.
-            unsafe { accumulate_avx2(a, running, labels, u, v, width) };
+            unsafe { accumulate_avx2(a, running, rows, width) };
             return;
         }
     }
-    accumulate_any(a, running, labels, u, v, width);
+    accumulate_any(a, running, rows, width);
 }
 
 /// `accumulate_any` compiled with a target feature; called only where the CPU has it.
@@ -241,15 +252,8 @@ macro_rules! accumulate_with {
     ($name:ident, $feature:literal) => {
         #[cfg(target_arch = "x86_64")]
         #[target_feature(enable = $feature)]
-        unsafe fn $name(
-            a: &mut [f64],
-            running: &mut [f64],
-            labels: &[u32],
-            u: &[f64],
-            v: Option<&[f64]>,
-            width: usize,
-        ) {
-            accumulate_any(a, running, labels, u, v, width);
+        unsafe fn $name(a: &mut [f64], running: &mut [f64], rows: Chunk, width: usize) {
+            accumulate_any(a, running, rows, width);
         }
     };
 }
@@ -257,24 +261,18 @@ accumulate_with!(accumulate_avx512, "avx512f");
 accumulate_with!(accumulate_avx2, "avx2");
 
 #[inline(always)]
-fn accumulate_any(
-    a: &mut [f64],
-    running: &mut [f64],
-    labels: &[u32],
-    u: &[f64],
-    v: Option<&[f64]>,
-    width: usize,
-) {
+fn accumulate_any(a: &mut [f64], running: &mut [f64], rows: Chunk, width: usize) {
     match width {
-        4 => accumulate_fixed::<4>(a, running, labels, u, v),
-        8 => accumulate_fixed::<8>(a, running, labels, u, v),
-        12 => accumulate_fixed::<12>(a, running, labels, u, v),
-        16 => accumulate_fixed::<16>(a, running, labels, u, v),
-        20 => accumulate_fixed::<20>(a, running, labels, u, v),
-        24 => accumulate_fixed::<24>(a, running, labels, u, v),
-        28 => accumulate_fixed::<28>(a, running, labels, u, v),
-        32 => accumulate_fixed::<32>(a, running, labels, u, v),
+        4 => accumulate_fixed::<4>(a, running, rows),
+        8 => accumulate_fixed::<8>(a, running, rows),
+        12 => accumulate_fixed::<12>(a, running, rows),
+        16 => accumulate_fixed::<16>(a, running, rows),
+        20 => accumulate_fixed::<20>(a, running, rows),
+        24 => accumulate_fixed::<24>(a, running, rows),
+        28 => accumulate_fixed::<28>(a, running, rows),
+        32 => accumulate_fixed::<32>(a, running, rows),
         _ => {
+            let Chunk { labels, u, v } = rows;
             for (i, (&label, &ui)) in labels.iter().zip(u).enumerate() {
                 let p = label as usize;
                 let row = &mut a[p * width..(p + 1) * width];
@@ -288,13 +286,8 @@ fn accumulate_any(
 }
 
 #[inline(always)]
-fn accumulate_fixed<const K: usize>(
-    a: &mut [f64],
-    running: &mut [f64],
-    labels: &[u32],
-    u: &[f64],
-    v: Option<&[f64]>,
-) {
+fn accumulate_fixed<const K: usize>(a: &mut [f64], running: &mut [f64], rows: Chunk) {
+    let Chunk { labels, u, v } = rows;
     let mut r = [0.0f64; K];
     r.copy_from_slice(&running[..K]);
     for (i, (&label, &ui)) in labels.iter().zip(u).enumerate() {

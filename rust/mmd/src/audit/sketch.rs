@@ -8,7 +8,7 @@
 //! - pooled: counts of all rewards at the nearest of P_m points (the median heuristic).
 
 use crate::error::{MmdError, Result};
-use crate::limits::Request;
+use crate::limits;
 
 /// Fixed-point unit of the fine weights.
 pub const ONE: u64 = 1 << 32;
@@ -90,27 +90,23 @@ impl GridSketch {
     /// An empty sketch; its tables must fit the memory policy (see `limits`).
     pub fn new(spec: GridSpec, num_cells: usize) -> Result<Self> {
         let points = spec.fine_points.saturating_add(spec.coarse_points);
-        Request {
-            why: &|| {
+        limits::check(
+            &|| {
                 format!(
                     "num_cells = {num_cells} x fine_points = {} + coarse_points = {}",
                     spec.fine_points, spec.coarse_points
                 )
             },
-            what: "sketch table",
-            dims: &[num_cells, points],
-            entry_bytes: 8,
-            copies: 1,
-        }
-        .check()?;
-        Request {
-            why: &|| format!("median_points = {}", spec.median_points),
-            what: "table of pooled counts",
-            dims: &[spec.median_points],
-            entry_bytes: 8,
-            copies: 1,
-        }
-        .check()?;
+            "sketch table",
+            &[num_cells, points],
+            1,
+        )?;
+        limits::check(
+            &|| format!("median_points = {}", spec.median_points),
+            "table of pooled counts",
+            &[spec.median_points],
+            1,
+        )?;
         Ok(Self {
             spec,
             num_cells,
