@@ -138,6 +138,7 @@ def test_grid_points_of_a_merged_sketch_are_checked_before_the_transforms():
     (lambda: _core.audit_rewards(R, B, None, 4, "rbf", [1.0], "biased", 9, 2**64, "exact"), "seed = 18446744073709551616 is too large"),
     (lambda: _core.grid_sketch(R, B, -4, 0.0, 1.0, 1025, 65, 1025), "num_cells = -4 is negative"),
     (lambda: _core.set_num_threads(-1), "threads = -1 is negative"),
+    (lambda: core_value(R, B, bandwidth=[10**400]), r"^bandwidth \[10+\] is too large for float64$"),
     (lambda: _core.pairwise_bin_mmd(R, np.where(B == 2, np.uint64(2**64 - 1), B.astype(np.uint64)), None, None,
                                     "rbf", [1.0], "biased", "mean"),
      r"bins\[2\] = 18446744073709551615 is too large: labels must be at most 2\^63 - 1"),

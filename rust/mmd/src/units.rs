@@ -102,8 +102,8 @@ impl Units {
         if floor > 0 {
             units.exponent = units.exponent.max(floor);
         }
-        // The range in bandwidths: half_range / smallest may overflow (then it is refused).
-        if half_range > 0.0 && exponent(half_range / smallest) + 1 > SPAN_EXPONENT {
+        // The range in bandwidths (half_range / smallest may overflow: then it is refused).
+        if half_range / smallest >= f64::powi(2.0, SPAN_EXPONENT - 1) {
             return Err(MmdError::TooLarge(format!(
                 "the rewards span {}, more than 2^{SPAN_EXPONENT} times the bandwidth {smallest}: \
                  float64 cannot evaluate the kernel across that range; rescale the rewards or \
@@ -217,6 +217,8 @@ mod tests {
         // rewards spanning 1e300 bandwidths of 1e-10: beyond 2^900
         assert!(Units::choose(KernelKind::Rbf, 0.0, 1e290, &[1e-10]).is_err());
         assert!(Units::choose(KernelKind::Rbf, 0.0, 1.0, &[1e-30, 1e30]).is_err());
+        // a ratio beyond float64 is refused too
+        assert!(Units::choose(KernelKind::Rbf, -1e300, 1e300, &[1e-300]).is_err());
         assert_eq!(times_pow2(1.0, -1074), f64::from_bits(1));
         assert_eq!(
             times_pow2(f64::from_bits(1), 1074 + 1023),

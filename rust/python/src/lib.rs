@@ -197,7 +197,13 @@ fn options(
             "unknown bandwidth {name:?}: expected a number, a sequence of numbers or \"median\""
         )))
         }
-        Err(_) => Bandwidth::Fixed(bandwidth.extract::<Vec<f64>>()?),
+        Err(_) => Bandwidth::Fixed(bandwidth.extract::<Vec<f64>>().map_err(|error| {
+            if error.is_instance_of::<PyOverflowError>(bandwidth.py()) {
+                PyValueError::new_err(format!("bandwidth {bandwidth} is too large for float64"))
+            } else {
+                error
+            }
+        })?),
     };
     Ok(Options {
         kernel: core(kernel.parse::<KernelKind>())?,
