@@ -1,7 +1,8 @@
 //! `Method::Exact`: the core's brute-force sweep for the statistic; for the permutation test the
 //! kernel matrix of each group is computed once and every relabelling sums it again, O(n^2) per
-//! permutation without a single further kernel evaluation. Groups too large for their matrix to
-//! fit in 256 MiB sweep all pairs again for every permutation (slow, but memory stays O(n)).
+//! permutation without a single further kernel evaluation. When the groups' matrices would take
+//! more than 256 MiB together, every permutation sweeps all pairs again (slow, but memory stays
+//! O(n)).
 
 use super::rng::Rng;
 use super::shuffle::shuffle;
@@ -12,7 +13,7 @@ use crate::exact::sweep;
 use crate::kernel::Kernel;
 use crate::Prepared;
 
-/// Largest kernel matrix kept for the permutations (entries of f64: 256 MiB).
+/// Most kernel-matrix entries kept for the permutations, all groups together (f64: 256 MiB).
 const MATRIX_ENTRIES: usize = 1 << 25;
 
 pub fn audit(prepared: &Prepared, unbiased: bool, options: &AuditOptions) -> Result<AuditResult> {
@@ -35,11 +36,10 @@ fn audit_with_limit(
         unbiased,
         k0: kernel.value(0.0),
     };
-    let largest = (0..rows.num_groups())
-        .map(|g| rows.group(g).len())
-        .max()
-        .unwrap_or(0);
-    let test = if options.permutations == 0 || largest.saturating_mul(largest) > matrix_entries {
+    let entries = (0..rows.num_groups())
+        .map(|g| rows.group(g).len().saturating_pow(2))
+        .fold(0usize, usize::saturating_add);
+    let test = if options.permutations == 0 || entries > matrix_entries {
         // No permutation needs the kernel matrix, or it is too large to keep: every permutation
         // (if any) sweeps all pairs again, in O(n) memory.
         permutation_test(&evaluator, &observed, options, |rng: &mut Rng| {
