@@ -300,6 +300,34 @@ def test_ctrl_c_interrupts_long_computations(computation):
     assert seconds < 2.0, f"took {seconds:.1f} s to stop"
 
 
+def test_audits_report_progress_on_the_calling_thread_and_stop_when_it_raises():
+    import threading
+
+    rewards, bins = RNG.normal(size=2000), np.arange(2000) % 10
+    seen = []
+
+    def progress(done, planned):
+        seen.append((done, planned, threading.current_thread() is threading.main_thread()))
+
+    result = _core.audit_rewards(rewards, bins, None, 10, "energy", [1.0], "biased", 20000, 0, "scan", progress=progress)
+    assert result["permutations"] == 20000
+    assert seen and all(planned == 20000 and main for _, planned, main in seen), seen[:3]
+    assert [done for done, _, _ in seen] == sorted(done for done, _, _ in seen)
+
+    class Stop(Exception):
+        pass
+
+    def stop(done, planned):
+        raise Stop(f"{done} of {planned}")
+
+    with pytest.raises(Stop, match="of 100000000"):
+        _core.audit_rewards(rewards, bins, None, 10, "energy", [1.0], "biased", 10**8, 0, "scan", progress=stop)
+    fine, coarse, pooled, counts = _core.grid_sketch(rewards, bins, 10, rewards.min(), rewards.max(), 1025, 65, 1025)
+    with pytest.raises(Stop):
+        _core.audit_grid(fine, coarse, pooled, counts, rewards.min(), rewards.max(), 1, 10, "rbf", "median", "biased",
+                         10**8, 0, progress=stop)
+
+
 # --------------------------------------------------------------------------------------------------
 # Thread counts
 

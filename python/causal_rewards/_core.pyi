@@ -4,7 +4,7 @@ releases the GIL, stops with the signal handler's exception (KeyboardInterrupt) 
 a signal, and refuses sizes whose buffers would exceed a quarter of physical memory. Integer sizes
 that are negative or beyond 64 bits raise ValueError naming the argument."""
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TypeAlias, TypedDict
 
 import numpy as np
@@ -124,8 +124,11 @@ def audit_rewards(
     permutations: int,
     seed: int,
     method: str,
+    progress: Callable[[int, int], object] | None = None,
 ) -> _AuditResult:
-    """Exact audit ("exact" or "scan") of rewards in memory."""
+    """Exact audit ("exact" or "scan") of rewards in memory. ``progress(finished, planned)`` is called on the
+    calling thread about every 100 ms (an exception it raises stops the audit), so no helper thread is needed
+    for a progress bar and Ctrl-C keeps working."""
 
 def grid_sketch(
     rewards: npt.NDArray[np.float64],
@@ -153,8 +156,9 @@ def audit_grid(
     estimator: str,
     permutations: int,
     seed: int,
+    progress: Callable[[int, int], object] | None = None,
 ) -> _AuditResult:
-    """Audit ("grid") from summed sketch arrays."""
+    """Audit ("grid") from summed sketch arrays; ``progress`` as for ``audit_rewards``."""
 
 def audit_progress() -> tuple[int, int]:
     """(finished, planned) permutations of the audit running now (shared by concurrent audits)."""

@@ -1,6 +1,6 @@
 //! Bindings of `crm_mmd::audit`: convert, release the GIL, call the core, convert back.
 
-use super::{core, count, detached, options, Columns, Labels, Rewards};
+use super::{core, count, detached_with, options, Columns, Labels, OnPoll, Rewards};
 use crm_mmd::audit::{self, AuditOptions, AuditResult, GridSketch, GridSpec, Method};
 use numpy::ndarray::{Array2, Array3};
 use numpy::{IntoPyArray, PyReadonlyArray1, PyReadonlyArray2};
@@ -22,6 +22,13 @@ fn audit_options(
         estimator: parsed.estimator,
         permutations: count(permutations, "permutations")?,
         seed: count(seed, "seed")? as u64,
+    })
+}
+
+/// `progress(finished, planned)` at every poll of the audit (about every 100 ms).
+fn reporter(progress: Option<Py<PyAny>>) -> Option<OnPoll> {
+    progress.map(|callback| -> OnPoll {
+        Box::new(move |py| callback.call1(py, audit::progress()).map(drop))
     })
 }
 
@@ -79,7 +86,7 @@ fn result_dict<'py>(py: Python<'py>, r: AuditResult) -> PyResult<Bound<'py, PyDi
 
 /// Exact audit ("exact" or "scan") of rewards in memory; returns a dict of the result's fields.
 #[pyfunction]
-#[pyo3(signature = (rewards, bins, groups, num_bins, kernel, bandwidth, estimator, permutations, seed, method))]
+#[pyo3(signature = (rewards, bins, groups, num_bins, kernel, bandwidth, estimator, permutations, seed, method, progress = None))]
 #[allow(clippy::too_many_arguments)]
 fn audit_rewards<'py>(
     py: Python<'py>,
@@ -93,11 +100,14 @@ fn audit_rewards<'py>(
     permutations: &Bound<'py, PyAny>,
     seed: &Bound<'py, PyAny>,
     method: &str,
+    progress: Option<Py<PyAny>>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let options = audit_options(kernel, bandwidth, estimator, permutations, seed)?;
     let method: Method = core(method.parse())?;
     let columns = Columns::new(rewards, bins, groups, Some(num_bins))?;
-    let result = columns.run(py, |input| audit::audit(input, &options, method))?;
+    let result = columns.run_with(py, reporter(progress), |input| {
+        audit::audit(input, &options, method)
+    })?;
     result_dict(py, result)
 }
 
@@ -124,7 +134,7 @@ fn grid_sketch<'py>(
     let median_points = count(median_points, "median_points")?;
     let spec = grid_spec(low, high, fine_points, coarse_points, median_points)?;
     let (rewards, cells) = (rewards.as_slice()?, cells.as_slice()?);
-    let sketch = detached(py, || {
+    let sketch = super::detached(py, || {
         let mut sketch = GridSketch::new(spec, num_cells)?;
         sketch.add(rewards, cells).map(|_| sketch)
     })?;
@@ -143,7 +153,7 @@ fn grid_sketch<'py>(
 
 /// Audit from grid sketch arrays (summed over chunks or partitions); returns a dict.
 #[pyfunction]
-#[pyo3(signature = (fine, coarse, pooled, counts, low, high, num_groups, num_bins, kernel, bandwidth, estimator, permutations, seed))]
+#[pyo3(signature = (fine, coarse, pooled, counts, low, high, num_groups, num_bins, kernel, bandwidth, estimator, permutations, seed, progress = None))]
 #[allow(clippy::too_many_arguments)]
 fn audit_grid<'py>(
     py: Python<'py>,
@@ -160,6 +170,7 @@ fn audit_grid<'py>(
     estimator: &str,
     permutations: &Bound<'py, PyAny>,
     seed: &Bound<'py, PyAny>,
+    progress: Option<Py<PyAny>>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let options = audit_options(kernel, bandwidth, estimator, permutations, seed)?;
     let (num_groups, num_bins) = (
@@ -177,7 +188,7 @@ fn audit_grid<'py>(
         pooled.as_array().to_vec(),
         counts.as_array().to_vec(),
     ))?;
-    let result = detached(py, || {
+    let result = detached_with(py, reporter(progress), || {
         audit::audit_sketch(&sketch, num_groups, num_bins, &options)
     })?;
     result_dict(py, result)

@@ -26,14 +26,35 @@ pub(crate) fn detached<T: Send>(
     py: Python<'_>,
     compute: impl FnOnce() -> Result<T, MmdError> + Send,
 ) -> PyResult<T> {
+    detached_with(py, None, compute)
+}
+
+/// Called with the GIL at every poll of a computation, on the calling thread.
+pub(crate) type OnPoll = Box<dyn Fn(Python<'_>) -> PyResult<()> + Send>;
+
+/// `detached`, calling `on_poll` at every poll (before the signal handlers): an exception it raises
+/// stops the computation and propagates.
+pub(crate) fn detached_with<T: Send>(
+    py: Python<'_>,
+    on_poll: Option<OnPoll>,
+    compute: impl FnOnce() -> Result<T, MmdError> + Send,
+) -> PyResult<T> {
     let (outcome, raised) = py.detach(move || {
         let raised: Rc<RefCell<Option<PyErr>>> = Rc::default();
         let slot = raised.clone();
-        let stop = move || match Python::attach(|py| py.check_signals()) {
-            Ok(()) => false,
-            Err(error) => {
-                *slot.borrow_mut() = Some(error);
-                true
+        let stop = move || {
+            let polled = Python::attach(|py| {
+                if let Some(on_poll) = &on_poll {
+                    on_poll(py)?;
+                }
+                py.check_signals()
+            });
+            match polled {
+                Ok(()) => false,
+                Err(error) => {
+                    *slot.borrow_mut() = Some(error);
+                    true
+                }
             }
         };
         let outcome = catch_unwind(AssertUnwindSafe(|| crm_mmd::with_interrupt(stop, compute)));
@@ -171,11 +192,21 @@ impl<'py> Columns<'py> {
         py: Python<'_>,
         compute: impl FnOnce(&Input) -> Result<T, MmdError> + Send,
     ) -> PyResult<T> {
+        self.run_with(py, None, compute)
+    }
+
+    /// `run`, calling `on_poll` at every poll (see `detached_with`).
+    pub fn run_with<T: Send>(
+        &self,
+        py: Python<'_>,
+        on_poll: Option<OnPoll>,
+        compute: impl FnOnce(&Input) -> Result<T, MmdError> + Send,
+    ) -> PyResult<T> {
         let (rewards, bins) = (self.rewards.column(), self.bins.column());
         let groups = self.groups.as_ref().map(|g| g.column());
         let (rewards, bins, groups) = (&*rewards, &*bins, groups.as_deref());
         let num_bins = self.num_bins;
-        detached(py, move || {
+        detached_with(py, on_poll, move || {
             let mut input = Input::new(rewards, bins);
             input.num_bins = num_bins;
             input.groups = groups;
