@@ -180,3 +180,40 @@ def test_parallelism_switch_and_fork_safety():
         assert cr.pairwise_bin_mmd(rewards, bins) == expected
     finally:
         cr.set_parallelism(True)
+
+
+def test_core_mmd_reads_x_and_y_in_place_and_names_them():
+    from causal_rewards import _core
+
+    rng = np.random.default_rng(4)
+    wide = rng.normal(size=(30, 2))
+    x, y = wide[:, 0], rng.normal(0.5, 1.0, size=12).astype(np.float32)  # strided x, float32 y
+    for kernel, estimator in itertools.product(KERNELS, ESTIMATORS):
+        expected = ref.pair_mmd(x, y.astype(np.float64), kernel, [0.8], estimator)
+        assert _core.mmd(x, y, kernel, [0.8], estimator) == pytest.approx(expected, rel=1e-10, abs=1e-14)
+    with pytest.raises(ValueError, match=r"^y\[1\] is NaN: values must be finite$"):
+        _core.mmd(x, np.array([1.0, np.nan]), "rbf", [1.0], "biased")
+    with pytest.raises(ValueError, match=r"^x\[2\] is -inf: values must be finite$"):
+        _core.mmd(np.array([1.0, 2.0, -np.inf]), y, "rbf", [1.0], "biased")
+    with pytest.raises(ValueError, match="^y is empty$"):
+        _core.mmd(x, np.array([]), "rbf", [1.0], "biased")
+
+
+def test_core_check_input_gives_the_shape_or_the_core_message():
+    from causal_rewards import _core
+
+    r, b = np.array([0.1, 0.5, -0.3, 1.2]), np.array([0, 3, 0, 1])
+    assert _core.check_input(r, b, None, None) == (1, 4)
+    assert _core.check_input(r, b, np.array([0, 2, 1, 0]), 6) == (3, 6)
+    for args, message in [
+        ((np.array([0.1, np.nan, 0.0, 0.0]), b, None, None), r"^rewards\[1\] is NaN: values must be finite$"),
+        ((r, b, None, 3), r"^bins\[1\] = 3 is out of range \[0, 3\)$"),
+        ((r, b, None, 1), "^num_bins must be >= 2, got 1$"),
+        ((r, -b, None, None), r"^bins\[1\] = -3 is negative$"),
+        ((r, b[:3], None, None), "^bins has length 3 but rewards has length 4$"),
+        ((r, b, np.array([0, 1]), None), "^groups has length 2 but rewards has length 4$"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            _core.check_input(*args)
+        with pytest.raises(ValueError, match=message):
+            _core.pairwise_bin_mmd(*args, "rbf", [1.0], "biased", "mean")

@@ -7,17 +7,11 @@ use crm_mmd::{
 };
 use std::hint::black_box;
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 fn batch(n: usize, bins: usize) -> (Vec<f64>, Vec<i64>) {
-    let mut state = 0x9e3779b97f4a7c15u64;
-    let mut uniform = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        (state >> 11) as f64 / (1u64 << 53) as f64
-    };
-    let labels: Vec<i64> = (0..n).map(|_| (uniform() * bins as f64) as i64).collect();
-    let rewards = labels.iter().map(|&b| uniform() + 0.1 * b as f64).collect();
-    (rewards, labels)
+    common::batch(n, bins, 1, 0.1)
 }
 
 fn exact(c: &mut Criterion) {

@@ -30,7 +30,15 @@ pub enum MmdError {
     Negative {
         name: &'static str,
         index: usize,
-        value: i64,
+        value: i128,
+    },
+
+    /// A label beyond i64 (e.g. from an unsigned 64-bit column).
+    #[error("{name}[{index}] = {value} is too large: labels must be at most 2^63 - 1")]
+    LabelTooLarge {
+        name: &'static str,
+        index: usize,
+        value: i128,
     },
 
     /// A bin label at or above num_bins.
@@ -38,13 +46,22 @@ pub enum MmdError {
     OutOfRange {
         name: &'static str,
         index: usize,
-        value: i64,
+        value: i128,
         limit: usize,
     },
 
     /// A setting outside its domain (num_bins < 2, bandwidth <= 0, ...).
     #[error("{0}")]
     InvalidArgument(String),
+
+    /// Sizes whose buffers would exceed the memory policy (see `limits`), or a result too large
+    /// for float64.
+    #[error("{0}")]
+    TooLarge(String),
+
+    /// The caller's interrupt hook asked the computation to stop (see `interrupt`).
+    #[error("interrupted")]
+    Interrupted,
 }
 
 pub type Result<T> = std::result::Result<T, MmdError>;

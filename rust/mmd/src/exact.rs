@@ -8,26 +8,28 @@
 //! Each unordered pair i < j is visited once (k is symmetric, k' odd): the sorted rows of a group
 //! are cut into tiles (I, J), J >= I, of TILE rows each; a tile adds k to S[b_i, b_j] and
 //! S[b_j, b_i] and, given W, 2 W[b_i, b_j] k'(r_i - r_j) to the gradient of i and its negative to
-//! that of j. The self pairs add n_p k(0) to each S_pp. Tiles run in parallel, a wave of row blocks
-//! at a time (bounded memory), and their partial sums are combined in tile order, so the results
-//! are bitwise the same whatever the number of threads.
+//! that of j. The self pairs add n_p k(0) to each S_pp. Tiles run in parallel, `STEP` tiles at a
+//! time (bounded memory, and a checkpoint for interrupts between steps), and their partial sums
+//! are combined in tile order, so the results are bitwise the same whatever the number of threads.
 
 use crate::data::Layout;
+use crate::error::Result;
+use crate::interrupt;
 use crate::kernel::{Kernel, KernelKind};
 use crate::parallel::map_blocks;
+use std::ops::Range;
 
 /// Rows per tile side: fixed, so that results do not depend on the thread count.
 const TILE: usize = 128;
-/// Row blocks per wave: bounds the partial sums held at once to about WAVE * n values.
-const WAVE: usize = 8;
+/// Tiles per parallel step: about 16M pairs, tens of milliseconds; partial sums of 2 MB.
+const STEP: usize = 1024;
+
+/// Kernel sums S (G, M, M) and, with weights, the gradient of sum W S (sorted order).
+pub type Sums = (Vec<f64>, Option<Vec<f64>>);
 
 /// The per-cell kernel sums S (G, M, M) and, when `weights` (W, same shape, symmetric in its last
 /// two axes) is given, the gradient of sum W S with respect to each reward, in sorted order.
-pub fn sweep(
-    layout: &Layout,
-    kernel: &Kernel,
-    weights: Option<&[f64]>,
-) -> (Vec<f64>, Option<Vec<f64>>) {
+pub fn sweep(layout: &Layout, kernel: &Kernel, weights: Option<&[f64]>) -> Result<Sums> {
     match kernel.single_scale() {
         Some((KernelKind::Rbf, c)) => sweep_with(layout, kernel, weights, move |d: f64| {
             let k = (-d * d * c).exp();
@@ -52,84 +54,113 @@ struct TileSums {
     sums: Vec<(usize, usize, f64)>,
 }
 
-fn sweep_with<K>(
-    layout: &Layout,
-    kernel: &Kernel,
-    weights: Option<&[f64]>,
+/// What every tile of a sweep reads.
+struct Sweep<'a, K> {
+    layout: &'a Layout,
+    cells: Vec<usize>,
+    weights: Option<&'a [f64]>,
     pair: K,
-) -> (Vec<f64>, Option<Vec<f64>>)
+}
+
+fn sweep_with<K>(layout: &Layout, kernel: &Kernel, weights: Option<&[f64]>, pair: K) -> Result<Sums>
 where
     K: Fn(f64) -> (f64, f64) + Sync + Send,
 {
     let m = layout.num_bins;
-    let cell_of_row = cell_of_rows(layout);
+    let sweep = Sweep {
+        layout,
+        cells: layout.cells(),
+        weights,
+        pair,
+    };
     let mut sums = vec![0.0; layout.num_groups * m * m];
     let mut grad = weights.map(|_| vec![0.0; layout.len()]);
-
-    let tile = |rows: std::ops::Range<usize>, cols: std::ops::Range<usize>| {
-        let mut out = TileSums {
-            rows: vec![0.0; if weights.is_some() { rows.len() } else { 0 }],
-            cols: vec![0.0; if weights.is_some() { cols.len() } else { 0 }],
-            sums: Vec::new(),
-        };
-        for i in rows.clone() {
-            let (x, cell) = (layout.values[i], cell_of_row[i]);
-            let group_base = cell - cell % m;
-            // Partners j > i of this tile, one bin segment at a time.
-            let mut j = cols.start.max(i + 1);
-            while j < cols.end {
-                let q = cell_of_row[j] - group_base;
-                let end = cols.end.min(layout.starts[group_base + q + 1]);
-                let partners = &layout.values[j..end];
-                let s = match weights {
-                    Some(w) => {
-                        let w2 = 2.0 * w[cell * m + q];
-                        let cols_here = &mut out.cols[j - cols.start..end - cols.start];
-                        let (s, ds) = segment_sums(x, partners, Some((cols_here, w2)), &pair);
-                        out.rows[i - rows.start] += w2 * ds;
-                        s
-                    }
-                    None => segment_sums(x, partners, None, &pair).0,
-                };
-                out.sums.push((cell, q, s));
-                j = end;
-            }
-        }
-        out
-    };
-
     for g in 0..layout.num_groups {
-        let (start, end) = (layout.starts[g * m], layout.starts[(g + 1) * m]);
-        let blocks: Vec<std::ops::Range<usize>> = (start..end)
-            .step_by(TILE)
-            .map(|a| a..(a + TILE).min(end))
-            .collect();
-        for wave in (0..blocks.len()).step_by(WAVE) {
-            let tiles: Vec<(usize, usize)> = (wave..(wave + WAVE).min(blocks.len()))
-                .flat_map(|a| (a..blocks.len()).map(move |b| (a, b)))
-                .collect();
-            let parts = map_blocks(tiles.len(), |t| {
-                tile(blocks[tiles[t].0].clone(), blocks[tiles[t].1].clone())
-            });
-            for ((a, b), part) in tiles.iter().zip(parts) {
-                for (cell, q, s) in part.sums {
-                    let (base, p) = (cell - cell % m, cell % m);
-                    sums[cell * m + q] += s;
-                    sums[(base + q) * m + p] += s;
-                }
-                if let Some(grad) = grad.as_mut() {
-                    add_into(&mut grad[blocks[*a].clone()], &part.rows);
-                    add_into(&mut grad[blocks[*b].clone()], &part.cols);
-                }
-            }
-        }
+        sweep.group(layout.group(g), &mut sums, grad.as_deref_mut())?;
     }
     // The self pairs i = j.
     let k0 = kernel.value(0.0);
     for (cell, count) in layout.counts().into_iter().enumerate() {
         sums[cell * m + cell % m] += count as f64 * k0;
     }
-    (sums, grad)
+    Ok((sums, grad))
+}
+
+impl<K> Sweep<'_, K>
+where
+    K: Fn(f64) -> (f64, f64) + Sync + Send,
+{
+    /// Adds the pairs i < j of one group's rows to the sums (and the gradient).
+    fn group(
+        &self,
+        rows: Range<usize>,
+        sums: &mut [f64],
+        mut grad: Option<&mut [f64]>,
+    ) -> Result<()> {
+        let m = self.layout.num_bins;
+        let blocks: Vec<Range<usize>> = rows
+            .clone()
+            .step_by(TILE)
+            .map(|a| a..(a + TILE).min(rows.end))
+            .collect();
+        // Tiles (a, b), b >= a, in a-major order, a step at a time.
+        let mut tiles = (0..blocks.len()).flat_map(|a| (a..blocks.len()).map(move |b| (a, b)));
+        loop {
+            let step: Vec<(usize, usize)> = tiles.by_ref().take(STEP).collect();
+            if step.is_empty() {
+                return Ok(());
+            }
+            interrupt::check()?;
+            let parts = map_blocks(step.len(), |t| {
+                self.tile(blocks[step[t].0].clone(), blocks[step[t].1].clone())
+            });
+            for ((a, b), part) in step.iter().zip(parts) {
+                for (cell, q, s) in part.sums {
+                    let (base, p) = (cell - cell % m, cell % m);
+                    sums[cell * m + q] += s;
+                    sums[(base + q) * m + p] += s;
+                }
+                if let Some(grad) = grad.as_deref_mut() {
+                    add_into(&mut grad[blocks[*a].clone()], &part.rows);
+                    add_into(&mut grad[blocks[*b].clone()], &part.cols);
+                }
+            }
+        }
+    }
+
+    /// The pairs i < j with i in `rows` and j in `cols`, one bin segment of partners at a time.
+    fn tile(&self, rows: Range<usize>, cols: Range<usize>) -> TileSums {
+        let (layout, m) = (self.layout, self.layout.num_bins);
+        let with_grad = self.weights.is_some();
+        let mut out = TileSums {
+            rows: vec![0.0; if with_grad { rows.len() } else { 0 }],
+            cols: vec![0.0; if with_grad { cols.len() } else { 0 }],
+            sums: Vec::new(),
+        };
+        for i in rows.clone() {
+            let (x, cell) = (layout.values[i], self.cells[i]);
+            let group_base = cell - cell % m;
+            let mut j = cols.start.max(i + 1);
+            while j < cols.end {
+                let q = self.cells[j] - group_base;
+                let end = cols.end.min(layout.starts[group_base + q + 1]);
+                let partners = &layout.values[j..end];
+                let s = match self.weights {
+                    Some(w) => {
+                        let w2 = 2.0 * w[cell * m + q];
+                        let cols_here = &mut out.cols[j - cols.start..end - cols.start];
+                        let (s, ds) = segment_sums(x, partners, Some((cols_here, w2)), &self.pair);
+                        out.rows[i - rows.start] += w2 * ds;
+                        s
+                    }
+                    None => segment_sums(x, partners, None, &self.pair).0,
+                };
+                out.sums.push((cell, q, s));
+                j = end;
+            }
+        }
+        out
+    }
 }
 
 /// (sum_j k(x - y_j), sum_j k'(x - y_j)); with `cols` = (c, w2) also c_j -= w2 k'(x - y_j).
@@ -183,14 +214,6 @@ fn add_into(target: &mut [f64], values: &[f64]) {
     target.iter_mut().zip(values).for_each(|(t, v)| *t += v);
 }
 
-fn cell_of_rows(layout: &Layout) -> Vec<usize> {
-    let mut cells = Vec::with_capacity(layout.len());
-    for (cell, w) in layout.starts.windows(2).enumerate() {
-        cells.extend(std::iter::repeat_n(cell, w[1] - w[0]));
-    }
-    cells
-}
-
 /// Coefficient of S_pp in MMD^2_pq, or None when bin p is too small for the estimator.
 pub fn within_coefficient(count: usize, unbiased: bool) -> Option<f64> {
     let n = count as f64;
@@ -199,6 +222,47 @@ pub fn within_coefficient(count: usize, unbiased: bool) -> Option<f64> {
         (false, _) => Some(1.0 / (n * n)),
         (true, _) => Some(1.0 / (n * (n - 1.0))),
     }
+}
+
+/// A bin pair p < q of one group that the estimator can compute.
+pub struct Pair {
+    /// The cells (g, p) and (g, q).
+    pub cell_p: usize,
+    pub cell_q: usize,
+    pub p: usize,
+    pub q: usize,
+    /// Coefficients of S_pp and S_qq, and the sizes n_p, n_q.
+    pub a_p: f64,
+    pub a_q: f64,
+    pub n_p: f64,
+    pub n_q: f64,
+}
+
+/// Every computable pair p < q of every group, in (g, p, q) order.
+pub fn computable_pairs(
+    counts: &[usize],
+    num_bins: usize,
+    unbiased: bool,
+) -> impl Iterator<Item = Pair> + '_ {
+    let m = num_bins;
+    (0..counts.len() / m).flat_map(move |g| {
+        (0..m).flat_map(move |p| {
+            (p + 1..m).filter_map(move |q| {
+                let (cell_p, cell_q) = (g * m + p, g * m + q);
+                let (n_p, n_q) = (counts[cell_p], counts[cell_q]);
+                Some(Pair {
+                    cell_p,
+                    cell_q,
+                    p,
+                    q,
+                    a_p: within_coefficient(n_p, unbiased)?,
+                    a_q: within_coefficient(n_q, unbiased)?,
+                    n_p: n_p as f64,
+                    n_q: n_q as f64,
+                })
+            })
+        })
+    })
 }
 
 /// The (G, M, M) MMD^2 matrix from the sums, NaN where a pair is not computable.
@@ -211,32 +275,22 @@ pub fn matrix_from_sums(
 ) -> Vec<f64> {
     let m = num_bins;
     let mut matrix = vec![f64::NAN; sums.len()];
-    for g in 0..counts.len() / m {
-        let cell = |p: usize| g * m + p;
-        for p in 0..m {
-            matrix[cell(p) * m + p] = 0.0;
-            for q in p + 1..m {
-                let (np, nq) = (counts[cell(p)], counts[cell(q)]);
-                let (Some(ap), Some(aq)) = (
-                    within_coefficient(np, unbiased),
-                    within_coefficient(nq, unbiased),
-                ) else {
-                    continue;
-                };
-                let own = |p: usize, n: usize| {
-                    let s = sums[cell(p) * m + p];
-                    if unbiased {
-                        s - n as f64 * k0
-                    } else {
-                        s
-                    }
-                };
-                let value = ap * own(p, np) + aq * own(q, nq)
-                    - 2.0 * sums[cell(p) * m + q] / (np as f64 * nq as f64);
-                matrix[cell(p) * m + q] = value;
-                matrix[cell(q) * m + p] = value;
-            }
+    for cell in 0..counts.len() {
+        matrix[cell * m + cell % m] = 0.0;
+    }
+    let own = |cell: usize, n: f64| {
+        let s = sums[cell * m + cell % m];
+        if unbiased {
+            s - n * k0
+        } else {
+            s
         }
+    };
+    for pair in computable_pairs(counts, m, unbiased) {
+        let value = pair.a_p * own(pair.cell_p, pair.n_p) + pair.a_q * own(pair.cell_q, pair.n_q)
+            - 2.0 * sums[pair.cell_p * m + pair.q] / (pair.n_p * pair.n_q);
+        matrix[pair.cell_p * m + pair.q] = value;
+        matrix[pair.cell_q * m + pair.p] = value;
     }
     matrix
 }
@@ -250,28 +304,17 @@ pub fn sum_weights(
 ) -> Vec<f64> {
     let m = num_bins;
     let mut w = vec![0.0; pair_weights.len()];
-    for g in 0..counts.len() / m {
-        let cell = |p: usize| g * m + p;
-        for p in 0..m {
-            for q in p + 1..m {
-                let c = pair_weights[cell(p) * m + q];
-                if c == 0.0 {
-                    continue;
-                }
-                let (np, nq) = (counts[cell(p)], counts[cell(q)]);
-                let (Some(ap), Some(aq)) = (
-                    within_coefficient(np, unbiased),
-                    within_coefficient(nq, unbiased),
-                ) else {
-                    continue;
-                };
-                w[cell(p) * m + p] += c * ap;
-                w[cell(q) * m + q] += c * aq;
-                let cross = -c / (np as f64 * nq as f64);
-                w[cell(p) * m + q] += cross;
-                w[cell(q) * m + p] += cross;
-            }
+    for pair in computable_pairs(counts, m, unbiased) {
+        let (upper, lower) = (pair.cell_p * m + pair.q, pair.cell_q * m + pair.p);
+        let c = pair_weights[upper];
+        if c == 0.0 {
+            continue;
         }
+        w[pair.cell_p * m + pair.p] += c * pair.a_p;
+        w[pair.cell_q * m + pair.q] += c * pair.a_q;
+        let cross = -c / (pair.n_p * pair.n_q);
+        w[upper] += cross;
+        w[lower] += cross;
     }
     w
 }

@@ -10,28 +10,16 @@
 //! With several bandwidths the kernel is the mean of the kernels at each bandwidth. At d = 0 the
 //! (sub)gradient of laplacian and energy is taken as 0, so that ties contribute no gradient.
 
+use crate::choices::choices;
 use crate::error::{MmdError, Result};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KernelKind {
-    Rbf,
-    Laplacian,
-    Imq,
-    Energy,
-}
-
-impl std::str::FromStr for KernelKind {
-    type Err = MmdError;
-    fn from_str(name: &str) -> Result<Self> {
-        match name {
-            "rbf" => Ok(Self::Rbf),
-            "laplacian" => Ok(Self::Laplacian),
-            "imq" => Ok(Self::Imq),
-            "energy" => Ok(Self::Energy),
-            other => Err(MmdError::InvalidArgument(format!(
-                "unknown kernel {other:?}: expected one of \"rbf\", \"laplacian\", \"imq\", \"energy\""
-            ))),
-        }
+choices! {
+    "kernel",
+    pub enum KernelKind {
+        Rbf => "rbf",
+        Laplacian => "laplacian",
+        Imq => "imq",
+        Energy => "energy",
     }
 }
 
@@ -44,13 +32,10 @@ pub struct Kernel {
 }
 
 impl Kernel {
-    /// Builds a kernel; `bandwidths` must be non-empty, finite and > 0 (ignored for energy).
-    pub fn new(kind: KernelKind, bandwidths: &[f64]) -> Result<Self> {
+    /// Checks bandwidths for a kernel: non-empty, finite and > 0 (ignored for energy).
+    pub fn check(kind: KernelKind, bandwidths: &[f64]) -> Result<()> {
         if kind == KernelKind::Energy {
-            return Ok(Self {
-                kind,
-                scales: vec![1.0],
-            });
+            return Ok(());
         }
         if bandwidths.is_empty() {
             return Err(MmdError::InvalidArgument(
@@ -61,6 +46,18 @@ impl Kernel {
             return Err(MmdError::InvalidArgument(format!(
                 "bandwidth must be finite and > 0, got {bad}"
             )));
+        }
+        Ok(())
+    }
+
+    /// Builds a kernel; `bandwidths` as `check` wants them.
+    pub fn new(kind: KernelKind, bandwidths: &[f64]) -> Result<Self> {
+        Self::check(kind, bandwidths)?;
+        if kind == KernelKind::Energy {
+            return Ok(Self {
+                kind,
+                scales: vec![1.0],
+            });
         }
         let scales = bandwidths
             .iter()

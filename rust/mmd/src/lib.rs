@@ -16,21 +16,33 @@
 //! ```
 
 pub mod audit;
+mod choices;
 mod data;
 mod error;
 mod exact;
+pub mod interrupt;
 mod kernel;
+pub mod limits;
 mod linear;
 mod median;
 mod parallel;
 mod reduce;
+mod units;
 
-pub use data::{Input, LabelColumn, Layout, RewardColumn};
+pub use data::{Input, LabelColumn, RewardColumn};
 pub use error::{MmdError, Result};
+pub use interrupt::with_interrupt;
 pub use kernel::{Kernel, KernelKind};
-pub use median::{median_bandwidth, median_pairwise_distance};
-pub use parallel::{num_threads, parallelism_enabled, set_num_threads, set_parallelism};
+pub use median::median_bandwidth;
+pub use parallel::{
+    environment_threads, max_num_threads, num_threads, parallelism_enabled, set_num_threads,
+    set_parallelism, NUM_THREADS_VARIABLE,
+};
 pub use reduce::Reduction;
+
+use choices::choices;
+use data::Layout;
+use units::Units;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Bandwidth {
@@ -40,24 +52,12 @@ pub enum Bandwidth {
     Median,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Estimator {
-    Biased,
-    Unbiased,
-    Linear,
-}
-
-impl std::str::FromStr for Estimator {
-    type Err = MmdError;
-    fn from_str(name: &str) -> Result<Self> {
-        match name {
-            "biased" => Ok(Self::Biased),
-            "unbiased" => Ok(Self::Unbiased),
-            "linear" => Ok(Self::Linear),
-            other => Err(MmdError::InvalidArgument(format!(
-                "unknown estimator {other:?}: expected one of \"biased\", \"unbiased\", \"linear\""
-            ))),
-        }
+choices! {
+    "estimator",
+    pub enum Estimator {
+        Biased => "biased",
+        Unbiased => "unbiased",
+        Linear => "linear",
     }
 }
 
@@ -85,43 +85,74 @@ impl Default for Options {
 pub struct Statistic {
     /// The reduced value; None for `Reduction::None`.
     pub value: Option<f64>,
-    /// (G, M, M) row-major: symmetric, zero diagonal, NaN where a pair is not computable.
-    pub matrix: Vec<f64>,
+    /// For `Reduction::None` only: (G, M, M) row-major, symmetric, zero diagonal, NaN where a pair
+    /// is not computable. Scalar reductions never build it (they need the occupied bins only).
+    pub matrix: Option<Vec<f64>>,
     pub num_groups: usize,
     pub num_bins: usize,
-    /// The bandwidths used (the median resolved to a number).
+    /// The bandwidths used (the median resolved to a number; none for the energy kernel).
     pub bandwidths: Vec<f64>,
 }
 
-/// Everything a computation needs, validated once.
-struct Prepared {
-    layout: Layout,
-    kernel: Kernel,
-    bandwidths: Vec<f64>,
+/// Validates an input without computing anything: (number of groups, number of bins), or the
+/// error any computation on it would give. With `matrix`, also checks that the full (G, M, M)
+/// matrix fits the memory policy (see `limits`).
+pub fn check_input(input: &Input, matrix: bool) -> Result<(usize, usize)> {
+    let (g, m) = input.check()?;
+    if matrix {
+        check_full_matrix(g, m)?;
+    }
+    Ok((g, m))
 }
 
-fn prepare(input: &Input, options: &Options) -> Result<Prepared> {
-    let layout = Layout::new(input)?;
-    let bandwidths = match &options.bandwidth {
-        Bandwidth::Fixed(list) => list.clone(),
-        Bandwidth::Median => vec![median_bandwidth(&layout.values)],
+/// The memory policy applied to the (G, M, M) matrix of reduction "none".
+fn check_full_matrix(num_groups: usize, num_bins: usize) -> Result<()> {
+    let why = || match num_groups {
+        1 => format!("num_bins = {num_bins} with reduction='none'"),
+        g => format!("{g} groups x num_bins = {num_bins} with reduction='none'"),
     };
-    let kernel = Kernel::new(options.kernel, &bandwidths)?;
+    limits::check(&why, "matrix", &[num_groups, num_bins, num_bins], 1)
+}
+
+/// Everything a computation needs, validated once: the sorted rewards (in working units) and the
+/// resolved kernel.
+pub(crate) struct Prepared {
+    pub layout: Layout,
+    /// The kernel in working units.
+    pub kernel: Kernel,
+    /// The bandwidths used, in the rewards' units (the median resolved; none for energy).
+    pub bandwidths: Vec<f64>,
+    pub units: Units,
+}
+
+pub(crate) fn prepare(input: &Input, kind: KernelKind, bandwidth: &Bandwidth) -> Result<Prepared> {
+    let mut layout = Layout::new(input)?;
+    let bandwidths = match (kind, bandwidth) {
+        (KernelKind::Energy, _) => Vec::new(),
+        (_, Bandwidth::Fixed(list)) => list.clone(),
+        (_, Bandwidth::Median) => vec![median::median_of(layout.values.clone())?],
+    };
+    Kernel::check(kind, &bandwidths)?;
+    let (low, high) = layout.range();
+    let units = Units::choose(kind, low, high, &bandwidths)?;
+    units.apply(&mut layout.values);
+    let kernel = Kernel::new(kind, &units.bandwidths(&bandwidths))?;
     Ok(Prepared {
         layout,
         kernel,
         bandwidths,
+        units,
     })
 }
 
 impl Prepared {
-    /// The (G, M, M) matrix, and for the exact estimators the kernel sums behind it.
-    fn matrix(&self, estimator: Estimator) -> Vec<f64> {
+    /// The compact (G', M', M') matrix in working units.
+    fn matrix(&self, estimator: Estimator) -> Result<Vec<f64>> {
         match estimator {
             Estimator::Linear => linear::matrix(&self.layout, &self.kernel),
             exact_kind => {
-                let (sums, _) = exact::sweep(&self.layout, &self.kernel, None);
-                self.exact_matrix(&sums, exact_kind)
+                let (sums, _) = exact::sweep(&self.layout, &self.kernel, None)?;
+                Ok(self.exact_matrix(&sums, exact_kind))
             }
         }
     }
@@ -138,10 +169,11 @@ impl Prepared {
         )
     }
 
-    /// Gradient (input order) of sum_gpq pair_weights[g, p, q] * MMD^2_gpq, upper triangle.
-    fn gradient(&self, estimator: Estimator, pair_weights: &[f64]) -> Vec<f64> {
+    /// Gradient (input order, rewards' units) of sum_gpq pair_weights[g, p, q] * MMD^2_gpq over the
+    /// compact upper triangle.
+    fn gradient(&self, estimator: Estimator, pair_weights: &[f64]) -> Result<Vec<f64>> {
         let sorted = match estimator {
-            Estimator::Linear => linear::gradient(&self.layout, &self.kernel, pair_weights),
+            Estimator::Linear => linear::gradient(&self.layout, &self.kernel, pair_weights)?,
             exact_kind => {
                 let unbiased = exact_kind == Estimator::Unbiased;
                 let w = exact::sum_weights(
@@ -150,41 +182,71 @@ impl Prepared {
                     self.layout.num_bins,
                     unbiased,
                 );
-                exact::sweep(&self.layout, &self.kernel, Some(&w))
+                exact::sweep(&self.layout, &self.kernel, Some(&w))?
                     .1
                     .expect("weights given")
             }
         };
-        self.layout.to_input_order(&sorted)
+        self.input_gradient(&sorted)
     }
 
-    fn statistic(&self, value: Option<f64>, matrix: Vec<f64>) -> Statistic {
-        Statistic {
-            value,
-            matrix,
-            num_groups: self.layout.num_groups,
-            num_bins: self.layout.num_bins,
-            bandwidths: self.bandwidths.clone(),
+    fn input_gradient(&self, sorted: &[f64]) -> Result<Vec<f64>> {
+        let mut grad = self.layout.to_input_order(sorted);
+        self.units.gradient(&mut grad)?;
+        Ok(grad)
+    }
+
+    /// For the exact estimators and a reduction linear in the matrix (mean, sum), the weights are
+    /// known from the bin counts alone, so value and gradient come from one sweep.
+    fn value_and_grad_in_one_sweep(&self, options: &Options) -> Result<(f64, Vec<f64>)> {
+        let (g, m) = (self.layout.num_groups, self.layout.num_bins);
+        let unbiased = options.estimator == Estimator::Unbiased;
+        let counts = self.layout.counts();
+        // The weights depend on which pairs are computable, i.e. on the counts only.
+        let mut computable = vec![f64::NAN; g * m * m];
+        for pair in exact::computable_pairs(&counts, m, unbiased) {
+            computable[pair.cell_p * m + pair.q] = 0.0;
         }
+        let (_, pair_weights) = reduce::reduce(&computable, g, m, options.reduction);
+        let w = exact::sum_weights(&pair_weights, &counts, m, unbiased);
+        let (sums, grad) = exact::sweep(&self.layout, &self.kernel, Some(&w))?;
+        let matrix = self.exact_matrix(&sums, options.estimator);
+        let (value, _) = reduce::reduce(&matrix, g, m, options.reduction);
+        Ok((value, self.input_gradient(&grad.expect("weights given"))?))
+    }
+
+    fn statistic(&self, value: Option<f64>, matrix: Option<Vec<f64>>) -> Result<Statistic> {
+        Ok(Statistic {
+            value: value.map(|v| self.units.value(v)).transpose()?,
+            matrix,
+            num_groups: self.layout.occupied.num_groups,
+            num_bins: self.layout.occupied.num_bins,
+            bandwidths: self.bandwidths.clone(),
+        })
     }
 }
 
-/// Pairwise-bin MMD^2: the (G, M, M) matrix and, unless the reduction is `None`, its reduction.
+/// Pairwise-bin MMD^2: the reduced value, or for `Reduction::None` the (G, M, M) matrix.
 pub fn pairwise_bin_mmd(input: &Input, options: &Options) -> Result<Statistic> {
-    let prepared = prepare(input, options)?;
-    let matrix = prepared.matrix(options.estimator);
-    let value = (options.reduction != Reduction::None).then(|| {
-        let (g, m) = (prepared.layout.num_groups, prepared.layout.num_bins);
-        reduce::reduce(&matrix, g, m, options.reduction).0
-    });
-    Ok(prepared.statistic(value, matrix))
+    let prepared = prepare(input, options.kernel, &options.bandwidth)?;
+    let occupied = &prepared.layout.occupied;
+    if options.reduction == Reduction::None {
+        check_full_matrix(occupied.num_groups, occupied.num_bins)?;
+        let mut matrix = prepared.matrix(options.estimator)?;
+        prepared.units.values(&mut matrix)?;
+        let full = occupied.expand_matrices(&matrix);
+        return prepared.statistic(None, Some(full));
+    }
+    let matrix = prepared.matrix(options.estimator)?;
+    let (g, m) = (prepared.layout.num_groups, prepared.layout.num_bins);
+    let value = reduce::reduce(&matrix, g, m, options.reduction).0;
+    prepared.statistic(Some(value), None)
 }
 
 /// The reduced statistic and its gradient with respect to every reward (input order).
 ///
-/// For the exact estimators with a reduction linear in the matrix (mean, sum) the weights are
-/// known from the bin counts alone, so value and gradient come from one sweep; `max` needs the
-/// matrix first and sweeps twice.
+/// For the exact estimators with a reduction linear in the matrix (mean, sum) value and gradient
+/// come from one sweep; `max` needs the matrix first and sweeps twice.
 pub fn pairwise_bin_mmd_value_and_grad(
     input: &Input,
     options: &Options,
@@ -194,72 +256,92 @@ pub fn pairwise_bin_mmd_value_and_grad(
             "reduction=\"none\" has no scalar value to differentiate; use \"mean\", \"sum\" or \"max\"".into(),
         ));
     }
-    let prepared = prepare(input, options)?;
-    let (g, m) = (prepared.layout.num_groups, prepared.layout.num_bins);
+    let prepared = prepare(input, options.kernel, &options.bandwidth)?;
     let linear_in_matrix = matches!(options.reduction, Reduction::Mean | Reduction::Sum);
     if options.estimator != Estimator::Linear && linear_in_matrix {
-        // The weights depend on which pairs are computable, i.e. on the counts only.
-        let unbiased = options.estimator == Estimator::Unbiased;
-        let counts = prepared.layout.counts();
-        let computable: Vec<f64> = (0..g * m * m)
-            .map(|at| {
-                let (cell_p, q) = (at / m, at % m);
-                let cell_q = (cell_p / m) * m + q;
-                let ok = exact::within_coefficient(counts[cell_p], unbiased).is_some()
-                    && exact::within_coefficient(counts[cell_q], unbiased).is_some();
-                if ok {
-                    0.0
-                } else {
-                    f64::NAN
-                }
-            })
-            .collect();
-        let (_, pair_weights) = reduce::reduce(&computable, g, m, options.reduction);
-        let w = exact::sum_weights(&pair_weights, &counts, m, unbiased);
-        let (sums, grad) = exact::sweep(&prepared.layout, &prepared.kernel, Some(&w));
-        let matrix = prepared.exact_matrix(&sums, options.estimator);
-        let (value, _) = reduce::reduce(&matrix, g, m, options.reduction);
-        let grad = prepared
-            .layout
-            .to_input_order(&grad.expect("weights given"));
-        return Ok((prepared.statistic(Some(value), matrix), grad));
+        let (value, grad) = prepared.value_and_grad_in_one_sweep(options)?;
+        return Ok((prepared.statistic(Some(value), None)?, grad));
     }
-    let matrix = prepared.matrix(options.estimator);
+    let (g, m) = (prepared.layout.num_groups, prepared.layout.num_bins);
+    let matrix = prepared.matrix(options.estimator)?;
     let (value, pair_weights) = reduce::reduce(&matrix, g, m, options.reduction);
-    let grad = prepared.gradient(options.estimator, &pair_weights);
-    Ok((prepared.statistic(Some(value), matrix), grad))
+    let grad = prepared.gradient(options.estimator, &pair_weights)?;
+    Ok((prepared.statistic(Some(value), None)?, grad))
 }
 
 /// Vector-Jacobian product of the (G, M, M) matrix: the gradient with respect to every reward of
 /// sum_gpq upstream[g, p, q] * matrix[g, p, q]; non-computable (NaN) entries contribute nothing.
+/// `upstream` is read in place: only its entries at occupied bins and groups matter.
 pub fn pairwise_bin_mmd_matrix_vjp(
     input: &Input,
     options: &Options,
     upstream: &[f64],
 ) -> Result<Vec<f64>> {
-    let prepared = prepare(input, options)?;
-    let (g, m) = (prepared.layout.num_groups, prepared.layout.num_bins);
-    if upstream.len() != g * m * m {
+    let prepared = prepare(input, options.kernel, &options.bandwidth)?;
+    let occupied = &prepared.layout.occupied;
+    let (g, m) = (occupied.num_groups, occupied.num_bins);
+    if g.checked_mul(m).and_then(|gm| gm.checked_mul(m)) != Some(upstream.len()) {
         return Err(MmdError::InvalidArgument(format!(
             "upstream gradient has {} entries, expected {g} x {m} x {m}",
             upstream.len()
         )));
     }
-    let matrix = prepared.matrix(options.estimator);
-    let pair_weights = reduce::fold_upstream(upstream, &matrix, g, m);
-    Ok(prepared.gradient(options.estimator, &pair_weights))
+    let matrix = prepared.matrix(options.estimator)?;
+    let (gc, mc) = (prepared.layout.num_groups, prepared.layout.num_bins);
+    let pair_weights = reduce::fold_upstream(&occupied.gather(upstream), &matrix, gc, mc);
+    prepared.gradient(options.estimator, &pair_weights)
+}
+
+/// x then y, read in place as one column of rewards; errors name x or y.
+struct TwoSamples<'a> {
+    x: &'a dyn RewardColumn,
+    y: &'a dyn RewardColumn,
+}
+
+impl RewardColumn for TwoSamples<'_> {
+    fn len(&self) -> usize {
+        self.x.len() + self.y.len()
+    }
+    fn get(&self, i: usize) -> f64 {
+        match i.checked_sub(self.x.len()) {
+            None => self.x.get(i),
+            Some(j) => self.y.get(j),
+        }
+    }
+    fn name(&self, i: usize) -> (&'static str, usize) {
+        match i.checked_sub(self.x.len()) {
+            None => ("x", i),
+            Some(j) => ("y", j),
+        }
+    }
+}
+
+/// Bin 0 for the first `split` rows, bin 1 after.
+struct TwoBins {
+    split: usize,
+    len: usize,
+}
+
+impl LabelColumn for TwoBins {
+    fn len(&self) -> usize {
+        self.len
+    }
+    fn get(&self, i: usize) -> i128 {
+        i128::from(i >= self.split)
+    }
 }
 
 /// Two-sample MMD^2 between x and y: the same as two bins with reduction "sum".
 ///
 /// ```
-/// let d = crm_mmd::mmd(&[0.0, 0.1], &[3.0, 3.1], crm_mmd::KernelKind::Rbf,
+/// let (x, y) = (vec![0.0, 0.1], vec![3.0, 3.1]);
+/// let d = crm_mmd::mmd(&x, &y, crm_mmd::KernelKind::Rbf,
 ///                      &crm_mmd::Bandwidth::Fixed(vec![1.0]), crm_mmd::Estimator::Biased).unwrap();
 /// assert!(d > 1.9 && d < 2.0);
 /// ```
 pub fn mmd(
-    x: &[f64],
-    y: &[f64],
+    x: &dyn RewardColumn,
+    y: &dyn RewardColumn,
     kernel: KernelKind,
     bandwidth: &Bandwidth,
     estimator: Estimator,
@@ -270,10 +352,11 @@ pub fn mmd(
     if y.is_empty() {
         return Err(MmdError::Empty { name: "y" });
     }
-    let rewards: Vec<f64> = x.iter().chain(y).copied().collect();
-    let bins: Vec<i64> = (0..rewards.len())
-        .map(|i| i64::from(i >= x.len()))
-        .collect();
+    let rewards = TwoSamples { x, y };
+    let bins = TwoBins {
+        split: x.len(),
+        len: rewards.len(),
+    };
     let options = Options {
         kernel,
         bandwidth: bandwidth.clone(),

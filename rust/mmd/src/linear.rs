@@ -5,14 +5,17 @@
 //! O(m) per pair, O(n M) for all pairs. Needs n >= 2 in both bins.
 
 use crate::data::Layout;
+use crate::error::Result;
+use crate::interrupt;
 use crate::kernel::Kernel;
 
 /// The (G, M, M) matrix, NaN where a pair is not computable.
-pub fn matrix(layout: &Layout, kernel: &Kernel) -> Vec<f64> {
+pub fn matrix(layout: &Layout, kernel: &Kernel) -> Result<Vec<f64>> {
     let m = layout.num_bins;
     let mut out = vec![f64::NAN; layout.num_groups * m * m];
     for g in 0..layout.num_groups {
         for p in 0..m {
+            interrupt::check()?;
             out[(g * m + p) * m + p] = 0.0;
             for q in p + 1..m {
                 if let Some(value) = pair_value(layout.segment(g, p), layout.segment(g, q), kernel)
@@ -23,7 +26,7 @@ pub fn matrix(layout: &Layout, kernel: &Kernel) -> Vec<f64> {
             }
         }
     }
-    out
+    Ok(out)
 }
 
 fn pair_value(x: &[f64], y: &[f64], kernel: &Kernel) -> Option<f64> {
@@ -43,11 +46,12 @@ fn pair_value(x: &[f64], y: &[f64], kernel: &Kernel) -> Option<f64> {
 }
 
 /// Gradient (sorted order) of sum over p < q of weights[g, p, q] * MMD^2_lin(g, p, q).
-pub fn gradient(layout: &Layout, kernel: &Kernel, weights: &[f64]) -> Vec<f64> {
+pub fn gradient(layout: &Layout, kernel: &Kernel, weights: &[f64]) -> Result<Vec<f64>> {
     let m = layout.num_bins;
     let mut grad = vec![0.0; layout.len()];
     for g in 0..layout.num_groups {
         for p in 0..m {
+            interrupt::check()?;
             for q in p + 1..m {
                 let w = weights[(g * m + p) * m + q];
                 let (xs, ys) = (layout.starts[g * m + p], layout.starts[g * m + q]);
@@ -72,5 +76,5 @@ pub fn gradient(layout: &Layout, kernel: &Kernel, weights: &[f64]) -> Vec<f64> {
             }
         }
     }
-    grad
+    Ok(grad)
 }

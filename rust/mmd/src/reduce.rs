@@ -1,32 +1,19 @@
 //! From per-bin-pair MMD^2 values to one number, and back: the reductions of the design and their
 //! derivatives with respect to each bin pair's MMD^2.
 
-use crate::error::{MmdError, Result};
+use crate::choices::choices;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reduction {
-    /// Mean over computable pairs (the paper's code).
-    Mean,
-    /// Sum over computable pairs (the paper's formula).
-    Sum,
-    /// Largest computable pair.
-    Max,
-    /// No reduction: the (G, M, M) matrix.
-    None,
-}
-
-impl std::str::FromStr for Reduction {
-    type Err = MmdError;
-    fn from_str(name: &str) -> Result<Self> {
-        match name {
-            "mean" => Ok(Self::Mean),
-            "sum" => Ok(Self::Sum),
-            "max" => Ok(Self::Max),
-            "none" => Ok(Self::None),
-            other => Err(MmdError::InvalidArgument(format!(
-                "unknown reduction {other:?}: expected one of \"mean\", \"sum\", \"max\", \"none\""
-            ))),
-        }
+choices! {
+    "reduction",
+    pub enum Reduction {
+        /// Mean over computable pairs (the paper's code).
+        Mean => "mean",
+        /// Sum over computable pairs (the paper's formula).
+        Sum => "sum",
+        /// Largest computable pair.
+        Max => "max",
+        /// No reduction: the (G, M, M) matrix.
+        None => "none",
     }
 }
 

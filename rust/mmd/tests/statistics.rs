@@ -2,20 +2,13 @@
 
 use crm_mmd::*;
 
+mod common;
+
+/// Rewards in `bins` bins shifted by 0.5 per bin, and two groups.
 fn batch(n: usize, bins: i64, seed: u64) -> (Vec<f64>, Vec<i64>, Vec<i64>) {
-    let mut state = seed.wrapping_mul(0x9e3779b97f4a7c15) | 1;
-    let mut uniform = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        (state >> 11) as f64 / (1u64 << 53) as f64
-    };
-    let labels: Vec<i64> = (0..n).map(|_| (uniform() * bins as f64) as i64).collect();
+    let (rewards, labels) = common::batch(n, bins as usize, seed, 0.5);
+    let mut uniform = common::uniform_stream(seed ^ 0x5eed);
     let groups: Vec<i64> = (0..n).map(|_| (uniform() * 2.0) as i64).collect();
-    let rewards = labels
-        .iter()
-        .map(|&b| 3.0 * uniform() + 0.5 * b as f64)
-        .collect();
     (rewards, labels, groups)
 }
 
@@ -152,4 +145,82 @@ fn bad_input_is_an_error_not_a_panic() {
         pairwise_bin_mmd(&Input::new(&empty, &none), &Options::default()),
         Err(MmdError::Empty { .. })
     ));
+}
+
+#[test]
+fn scalar_reductions_need_the_occupied_bins_only() {
+    let (rewards, bins, groups) = batch(200, 4, 5);
+    let sparse_groups: Vec<i64> = groups.iter().map(|&g| g * 1_000_000_000).collect();
+    let input = Input::new(&rewards, &bins).with_groups(&groups);
+    let huge = Input::new(&rewards, &bins)
+        .with_groups(&sparse_groups)
+        .with_num_bins(1 << 62);
+    for reduction in [Reduction::Mean, Reduction::Sum, Reduction::Max] {
+        let options = Options {
+            reduction,
+            ..Options::default()
+        };
+        let expected = pairwise_bin_mmd_value_and_grad(&input, &options).unwrap();
+        let (stat, grad) = pairwise_bin_mmd_value_and_grad(&huge, &options).unwrap();
+        assert_eq!(stat.value, expected.0.value);
+        assert_eq!(grad, expected.1);
+        assert_eq!((stat.num_groups, stat.num_bins), (1_000_000_001, 1 << 62));
+        assert!(stat.matrix.is_none());
+    }
+    let none = Options {
+        reduction: Reduction::None,
+        ..Options::default()
+    };
+    let refused = pairwise_bin_mmd(&huge, &none).unwrap_err();
+    assert!(matches!(refused, MmdError::TooLarge(_)), "{refused}");
+    assert!(refused.to_string().starts_with(
+        "1000000001 groups x num_bins = 4611686018427387904 with reduction='none' needs a"
+    ));
+}
+
+#[test]
+fn bandwidth_kernels_are_scale_free_and_energy_scales_linearly() {
+    let (rewards, bins, groups) = batch(60, 3, 6);
+    for kernel in [
+        KernelKind::Rbf,
+        KernelKind::Laplacian,
+        KernelKind::Imq,
+        KernelKind::Energy,
+    ] {
+        let options = Options {
+            kernel,
+            bandwidth: Bandwidth::Median,
+            ..Options::default()
+        };
+        let input = Input::new(&rewards, &bins).with_groups(&groups);
+        let (unit, unit_grad) = pairwise_bin_mmd_value_and_grad(&input, &options).unwrap();
+        for scale in [1e-300, 1e-160, 1e150, 1e300] {
+            let scaled: Vec<f64> = rewards.iter().map(|r| r * scale).collect();
+            let input = Input::new(&scaled, &bins).with_groups(&groups);
+            let (stat, grad) = pairwise_bin_mmd_value_and_grad(&input, &options).unwrap();
+            let (value, expected) = (stat.value.unwrap(), unit.value.unwrap());
+            let (expected, grad_scale) = match kernel {
+                KernelKind::Energy => (expected * scale, 1.0),
+                _ => (expected, scale),
+            };
+            assert!(
+                (value - expected).abs() <= 1e-12 * expected.abs(),
+                "{kernel:?} x {scale}: {value} vs {expected}"
+            );
+            for (g, u) in grad.iter().zip(&unit_grad) {
+                assert!(
+                    (g * grad_scale - u).abs() <= 1e-9 * (1.0 + u.abs()),
+                    "{kernel:?} x {scale}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn an_interrupt_hook_stops_a_long_sweep() {
+    let (rewards, bins, _) = batch(40_000, 5, 7);
+    let input = Input::new(&rewards, &bins);
+    let result = with_interrupt(|| true, || pairwise_bin_mmd(&input, &Options::default()));
+    assert_eq!(result.unwrap_err(), MmdError::Interrupted);
 }

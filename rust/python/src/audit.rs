@@ -1,7 +1,7 @@
 //! Bindings of `crm_mmd::audit`: convert, release the GIL, call the core, convert back.
 
-use super::{core, options};
-use crm_mmd::audit::{self, AuditOptions, AuditResult, GridSketch, GridSpec, Labelled, Method};
+use super::{core, count, detached_with, options, Columns, Labels, OnPoll, Rewards};
+use crm_mmd::audit::{self, AuditOptions, AuditResult, GridSketch, GridSpec, Method};
 use numpy::ndarray::{Array2, Array3};
 use numpy::{IntoPyArray, PyReadonlyArray1, PyReadonlyArray2};
 use pyo3::exceptions::PyValueError;
@@ -12,17 +12,40 @@ fn audit_options(
     kernel: &str,
     bandwidth: &Bound<'_, PyAny>,
     estimator: &str,
-    permutations: usize,
-    seed: u64,
+    permutations: &Bound<'_, PyAny>,
+    seed: &Bound<'_, PyAny>,
 ) -> PyResult<AuditOptions> {
     let parsed = options(kernel, bandwidth, estimator, "mean")?;
     Ok(AuditOptions {
         kernel: parsed.kernel,
         bandwidth: parsed.bandwidth,
         estimator: parsed.estimator,
-        permutations,
-        seed,
+        permutations: count(permutations, "permutations")?,
+        seed: count(seed, "seed")? as u64,
     })
+}
+
+/// `progress(finished, planned)` at every poll of the audit (about every 100 ms).
+fn reporter(progress: Option<Py<PyAny>>) -> Option<OnPoll> {
+    progress.map(|callback| -> OnPoll {
+        Box::new(move |py| callback.call1(py, audit::progress()).map(drop))
+    })
+}
+
+fn grid_spec(
+    low: f64,
+    high: f64,
+    fine_points: usize,
+    coarse_points: usize,
+    median_points: usize,
+) -> PyResult<GridSpec> {
+    core(GridSpec::new(
+        low,
+        high,
+        fine_points,
+        coarse_points,
+        median_points,
+    ))
 }
 
 fn shape_error(e: impl std::fmt::Display) -> PyErr {
@@ -63,29 +86,28 @@ fn result_dict<'py>(py: Python<'py>, r: AuditResult) -> PyResult<Bound<'py, PyDi
 
 /// Exact audit ("exact" or "scan") of rewards in memory; returns a dict of the result's fields.
 #[pyfunction]
-#[pyo3(signature = (rewards, bins, groups, num_bins, kernel, bandwidth, estimator, permutations, seed, method))]
+#[pyo3(signature = (rewards, bins, groups, num_bins, kernel, bandwidth, estimator, permutations, seed, method, progress = None))]
 #[allow(clippy::too_many_arguments)]
 fn audit_rewards<'py>(
     py: Python<'py>,
-    rewards: PyReadonlyArray1<'py, f64>,
-    bins: PyReadonlyArray1<'py, i64>,
-    groups: Option<PyReadonlyArray1<'py, i64>>,
-    num_bins: usize,
+    rewards: Rewards<'py>,
+    bins: Labels<'py>,
+    groups: Option<Labels<'py>>,
+    num_bins: &Bound<'py, PyAny>,
     kernel: &str,
     bandwidth: &Bound<'py, PyAny>,
     estimator: &str,
-    permutations: usize,
-    seed: u64,
+    permutations: &Bound<'py, PyAny>,
+    seed: &Bound<'py, PyAny>,
     method: &str,
+    progress: Option<Py<PyAny>>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let options = audit_options(kernel, bandwidth, estimator, permutations, seed)?;
     let method: Method = core(method.parse())?;
-    let (rewards, bins) = (rewards.as_slice()?, bins.as_slice()?);
-    let groups = groups.as_ref().map(|g| g.as_slice()).transpose()?;
-    let result = core(py.detach(|| {
-        let data = Labelled::new(rewards, bins, groups, num_bins)?;
-        audit::audit_labelled(data, &options, method)
-    }))?;
+    let columns = Columns::new(rewards, bins, groups, Some(num_bins))?;
+    let result = columns.run_with(py, reporter(progress), |input| {
+        audit::audit(input, &options, method)
+    })?;
     result_dict(py, result)
 }
 
@@ -97,25 +119,25 @@ fn grid_sketch<'py>(
     py: Python<'py>,
     rewards: PyReadonlyArray1<'py, f64>,
     cells: PyReadonlyArray1<'py, i64>,
-    num_cells: usize,
+    num_cells: &Bound<'py, PyAny>,
     low: f64,
     high: f64,
-    fine_points: usize,
-    coarse_points: usize,
-    median_points: usize,
+    fine_points: &Bound<'py, PyAny>,
+    coarse_points: &Bound<'py, PyAny>,
+    median_points: &Bound<'py, PyAny>,
 ) -> PyResult<Bound<'py, pyo3::types::PyTuple>> {
-    let spec = core(GridSpec::new(
-        low,
-        high,
-        fine_points,
-        coarse_points,
-        median_points,
-    ))?;
+    let num_cells = count(num_cells, "num_cells")?;
+    let (fine_points, coarse_points) = (
+        count(fine_points, "fine_points")?,
+        count(coarse_points, "coarse_points")?,
+    );
+    let median_points = count(median_points, "median_points")?;
+    let spec = grid_spec(low, high, fine_points, coarse_points, median_points)?;
     let (rewards, cells) = (rewards.as_slice()?, cells.as_slice()?);
-    let sketch = core(py.detach(|| {
-        let mut sketch = GridSketch::new(spec, num_cells);
+    let sketch = super::detached(py, || {
+        let mut sketch = GridSketch::new(spec, num_cells)?;
         sketch.add(rewards, cells).map(|_| sketch)
-    }))?;
+    })?;
     let fine =
         Array2::from_shape_vec((num_cells, fine_points), sketch.fine).map_err(shape_error)?;
     let coarse =
@@ -131,7 +153,7 @@ fn grid_sketch<'py>(
 
 /// Audit from grid sketch arrays (summed over chunks or partitions); returns a dict.
 #[pyfunction]
-#[pyo3(signature = (fine, coarse, pooled, counts, low, high, num_groups, num_bins, kernel, bandwidth, estimator, permutations, seed))]
+#[pyo3(signature = (fine, coarse, pooled, counts, low, high, num_groups, num_bins, kernel, bandwidth, estimator, permutations, seed, progress = None))]
 #[allow(clippy::too_many_arguments)]
 fn audit_grid<'py>(
     py: Python<'py>,
@@ -141,24 +163,23 @@ fn audit_grid<'py>(
     counts: PyReadonlyArray1<'py, u64>,
     low: f64,
     high: f64,
-    num_groups: usize,
-    num_bins: usize,
+    num_groups: &Bound<'py, PyAny>,
+    num_bins: &Bound<'py, PyAny>,
     kernel: &str,
     bandwidth: &Bound<'py, PyAny>,
     estimator: &str,
-    permutations: usize,
-    seed: u64,
+    permutations: &Bound<'py, PyAny>,
+    seed: &Bound<'py, PyAny>,
+    progress: Option<Py<PyAny>>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let options = audit_options(kernel, bandwidth, estimator, permutations, seed)?;
+    let (num_groups, num_bins) = (
+        count(num_groups, "num_groups")?,
+        count(num_bins, "num_bins")?,
+    );
     let ((num_cells, fine_points), (_, coarse_points)) =
         (fine.as_array().dim(), coarse.as_array().dim());
-    let spec = core(GridSpec::new(
-        low,
-        high,
-        fine_points,
-        coarse_points,
-        pooled.len()?,
-    ))?;
+    let spec = grid_spec(low, high, fine_points, coarse_points, pooled.len()?)?;
     let sketch = core(GridSketch::from_parts(
         spec,
         num_cells,
@@ -167,7 +188,9 @@ fn audit_grid<'py>(
         pooled.as_array().to_vec(),
         counts.as_array().to_vec(),
     ))?;
-    let result = core(py.detach(|| audit::audit_sketch(&sketch, num_groups, num_bins, &options)))?;
+    let result = detached_with(py, reporter(progress), || {
+        audit::audit_sketch(&sketch, num_groups, num_bins, &options)
+    })?;
     result_dict(py, result)
 }
 

@@ -1,93 +1,106 @@
 //! `Method::Exact`: the core's brute-force sweep for the statistic; for the permutation test the
 //! kernel matrix of each group is computed once and every relabelling sums it again, O(n^2) per
-//! permutation without a single further kernel evaluation. Groups too large for their matrix to
-//! fit in 256 MiB sweep all pairs again for every permutation (slow, but memory stays O(n)).
+//! permutation without a single further kernel evaluation. When the groups' matrices would take
+//! more than 256 MiB together, every permutation sweeps all pairs again (slow, but memory stays
+//! O(n)).
 
 use super::rng::Rng;
 use super::shuffle::shuffle;
-use super::{assemble, permutation_test, AuditOptions, AuditResult, Evaluator, Labelled, Method};
-use crate::data::{Input, Layout};
+use super::{assemble, permutation_test, AuditOptions, AuditResult, Evaluator, Frame, Method};
+use crate::data::{RowOrder, Rows};
 use crate::error::Result;
 use crate::exact::sweep;
 use crate::kernel::Kernel;
+use crate::Prepared;
 
-/// Largest kernel matrix kept for the permutations (entries of f64: 256 MiB).
+/// Most kernel-matrix entries kept for the permutations, all groups together (f64: 256 MiB).
 const MATRIX_ENTRIES: usize = 1 << 25;
 
-pub fn audit(
-    data: &Labelled,
-    kernel: &Kernel,
-    bandwidths: Vec<f64>,
-    unbiased: bool,
-    options: &AuditOptions,
-) -> Result<AuditResult> {
-    audit_with_limit(data, kernel, bandwidths, unbiased, options, MATRIX_ENTRIES)
+pub fn audit(prepared: &Prepared, unbiased: bool, options: &AuditOptions) -> Result<AuditResult> {
+    audit_with_limit(prepared, unbiased, options, MATRIX_ENTRIES)
 }
 
 fn audit_with_limit(
-    data: &Labelled,
-    kernel: &Kernel,
-    bandwidths: Vec<f64>,
+    prepared: &Prepared,
     unbiased: bool,
     options: &AuditOptions,
     matrix_entries: usize,
 ) -> Result<AuditResult> {
-    let m = data.num_bins;
-    let bins: Vec<i64> = data.labels.iter().map(|&l| i64::from(l)).collect();
-    let groups: Vec<i64> = (0..data.num_groups)
-        .flat_map(|g| std::iter::repeat_n(g as i64, data.group(g).len()))
-        .collect();
-    let core_sums_for = |bins: &Vec<i64>| -> Result<Vec<f64>> {
-        let input = Input::new(&data.values, bins)
-            .with_groups(&groups)
-            .with_num_bins(m);
-        Ok(sweep(&Layout::new(&input)?, kernel, None).0)
-    };
-    let core_sums = core_sums_for(&bins)?;
+    let (layout, kernel) = (&prepared.layout, &prepared.kernel);
+    let observed = sweep(layout, kernel, None)?.0;
+    let rows = layout.rows(RowOrder::Input);
     let evaluator = Evaluator {
-        counts: &data.counts,
-        num_groups: data.num_groups,
-        num_bins: m,
+        counts: &rows.counts,
+        num_groups: rows.num_groups(),
+        num_bins: rows.num_bins,
         unbiased,
         k0: kernel.value(0.0),
     };
-    let largest = (0..data.num_groups)
-        .map(|g| data.group(g).len())
-        .max()
-        .unwrap_or(0);
-    if options.permutations == 0 || largest * largest > matrix_entries {
+    let entries = (0..rows.num_groups())
+        .map(|g| rows.group(g).len().saturating_pow(2))
+        .fold(0usize, usize::saturating_add);
+    let test = if options.permutations == 0 || entries > matrix_entries {
         // No permutation needs the kernel matrix, or it is too large to keep: every permutation
         // (if any) sweeps all pairs again, in O(n) memory.
-        let test = permutation_test(&evaluator, &core_sums, options, |rng: &mut Rng| {
-            let mut labels = data.labels.clone();
-            for g in 0..data.num_groups {
-                shuffle(rng, &mut labels[data.group(g)]);
-            }
-            let bins: Vec<i64> = labels.iter().map(|&l| i64::from(l)).collect();
-            core_sums_for(&bins).expect("labels validated above")
-        });
-        return Ok(assemble(
-            Method::Exact,
-            &evaluator,
-            &core_sums,
-            bandwidths,
-            test,
-        ));
+        permutation_test(&evaluator, &observed, options, |rng: &mut Rng| {
+            Ok(sweep(&rows.layout_with(&permuted(rng, &rows)), kernel, None)?.0)
+        })?
+    } else {
+        let matrices = KernelMatrices::new(&rows, kernel);
+        let sums = matrices.sums(&rows.labels);
+        permutation_test(&evaluator, &sums, options, |rng: &mut Rng| {
+            Ok(matrices.sums(&permuted(rng, &rows)))
+        })?
+    };
+    let frame = Frame {
+        occupied: &layout.occupied,
+        units: &prepared.units,
+    };
+    assemble(
+        Method::Exact,
+        &evaluator,
+        &observed,
+        prepared.bandwidths.clone(),
+        test,
+        frame,
+    )
+}
+
+/// A uniform relabelling of the rows within each group.
+fn permuted(rng: &mut Rng, rows: &Rows) -> Vec<u32> {
+    let mut labels = rows.labels.clone();
+    for g in 0..rows.num_groups() {
+        shuffle(rng, &mut labels[rows.group(g)]);
+    }
+    labels
+}
+
+/// The kernel matrix of each group's rows, so that relabelled sums need no kernel evaluation.
+struct KernelMatrices<'a> {
+    rows: &'a Rows,
+    matrices: Vec<Vec<f64>>,
+}
+
+impl<'a> KernelMatrices<'a> {
+    fn new(rows: &'a Rows, kernel: &Kernel) -> Self {
+        let matrices = (0..rows.num_groups())
+            .map(|g| {
+                let x = &rows.values[rows.group(g)];
+                x.iter()
+                    .flat_map(|&a| x.iter().map(move |&b| kernel.value(a - b)))
+                    .collect()
+            })
+            .collect();
+        Self { rows, matrices }
     }
 
-    let matrices: Vec<Vec<f64>> = (0..data.num_groups)
-        .map(|g| {
-            let x = &data.values[data.group(g)];
-            x.iter()
-                .flat_map(|&a| x.iter().map(move |&b| kernel.value(a - b)))
-                .collect()
-        })
-        .collect();
-    let sums_for = |labels: &[u32]| {
-        let mut sums = vec![0.0; data.num_groups * m * m];
+    /// (G, M, M) kernel sums with the rows labelled `labels`.
+    fn sums(&self, labels: &[u32]) -> Vec<f64> {
+        let m = self.rows.num_bins;
+        let mut sums = vec![0.0; self.matrices.len() * m * m];
         let mut row = vec![0.0; m];
-        for (g, k) in matrices.iter().enumerate() {
-            let range = data.group(g);
+        for (g, k) in self.matrices.iter().enumerate() {
+            let range = self.rows.group(g);
             let (labels, n) = (&labels[range.clone()], range.len());
             for i in 0..n {
                 row.fill(0.0);
@@ -102,33 +115,14 @@ fn audit_with_limit(
             }
         }
         sums
-    };
-    let test = permutation_test(
-        &evaluator,
-        &sums_for(&data.labels),
-        options,
-        |rng: &mut Rng| {
-            let mut labels = data.labels.clone();
-            for g in 0..data.num_groups {
-                shuffle(rng, &mut labels[data.group(g)]);
-            }
-            sums_for(&labels)
-        },
-    );
-    Ok(assemble(
-        Method::Exact,
-        &evaluator,
-        &core_sums,
-        bandwidths,
-        test,
-    ))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::audit::rng::Rng;
-    use crate::{Bandwidth, Estimator, KernelKind};
+    use crate::{prepare, Bandwidth, Estimator, Input, KernelKind};
 
     #[test]
     fn sweeping_again_equals_the_kernel_matrix() {
@@ -136,18 +130,20 @@ mod tests {
         let values: Vec<f64> = (0..200).map(|_| rng.uniform()).collect();
         let bins: Vec<i64> = (0..200).map(|i| (i % 3) as i64).collect();
         let groups: Vec<i64> = (0..200).map(|i| (i % 2) as i64).collect();
-        let data = Labelled::new(&values, &bins, Some(&groups), 3).unwrap();
-        let kernel = Kernel::new(KernelKind::Rbf, &[0.3]).unwrap();
+        let input = Input::new(&values, &bins)
+            .with_groups(&groups)
+            .with_num_bins(3);
+        let bandwidth = Bandwidth::Fixed(vec![0.3]);
+        let prepared = prepare(&input, KernelKind::Rbf, &bandwidth).unwrap();
         let options = AuditOptions {
             kernel: KernelKind::Rbf,
-            bandwidth: Bandwidth::Fixed(vec![0.3]),
+            bandwidth,
             estimator: Estimator::Biased,
             permutations: 25,
             seed: 5,
         };
-        let matrix =
-            audit_with_limit(&data, &kernel, vec![0.3], false, &options, MATRIX_ENTRIES).unwrap();
-        let sweep = audit_with_limit(&data, &kernel, vec![0.3], false, &options, 10).unwrap();
+        let matrix = audit_with_limit(&prepared, false, &options, MATRIX_ENTRIES).unwrap();
+        let sweep = audit_with_limit(&prepared, false, &options, 10).unwrap();
         for (a, b) in matrix.null_statistics.iter().zip(&sweep.null_statistics) {
             assert!((a - b).abs() < 1e-12, "{a} vs {b}");
         }

@@ -1,12 +1,5 @@
-//! `Method::Grid`: rbf and imq kernel sums at any n from per-bin histograms on a fine grid, with an
-//! error bound, and an exact permutation test on a coarse grid.
-//!
-//! Sketch (mergeable by integer addition, so chunks, files and Ray partitions add up exactly):
-//! - fine: linear binning on P points g_k = low + k h. A reward at position (x - low)/h = k + t
-//!   puts weight 1 - t on g_k and t on g_k+1, with t rounded to a multiple of 2^-32 and weights
-//!   stored as integers in units of 2^-32.
-//! - coarse: counts of each bin at the nearest of P_c coarse points (the permutation test's tables).
-//! - pooled: counts of all rewards at the nearest of P_m points (the median heuristic).
+//! `Method::Grid`: rbf and imq kernel sums at any n from the per-bin histograms of a `GridSketch`,
+//! with an error bound, and an exact permutation test on its coarse grid.
 //!
 //! Kernel sums: S_pq ~ w_p^T K w_q with K_kl = k((k - l) h), evaluated by FFT (zero-padded to
 //! N >= 2P, so the circular convolution is the linear one) as (1/N) sum_f Khat_f Re(conj(W_p,f) W_q,f).
@@ -30,311 +23,94 @@
 use super::fft::Fft;
 use super::hypergeometric::sample_multivariate;
 use super::rng::Rng;
-use super::{permutation_test, AuditOptions, AuditResult, Evaluator, Method};
+use super::sketch::{median_from_counts, GridSketch, ONE};
+use super::{
+    assemble, permutation_test, AuditOptions, AuditResult, Evaluator, Frame, Method, TestOutcome,
+};
+use crate::data::{check_num_bins, Occupied};
 use crate::error::{MmdError, Result};
+use crate::exact::computable_pairs;
+use crate::interrupt;
 use crate::kernel::{Kernel, KernelKind};
-use crate::parallel::map_blocks;
+use crate::limits;
+use crate::parallel::{map_blocks, num_threads};
+use crate::units::Units;
 use crate::Bandwidth;
 
-/// Fixed-point unit of the fine weights.
-const ONE: u64 = 1 << 32;
-
-/// Where the grids lie: [low, high] and the number of points of each grid.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct GridSpec {
-    pub low: f64,
-    pub high: f64,
-    pub fine_points: usize,
-    pub coarse_points: usize,
-    pub median_points: usize,
+/// The kernel on the grid, in units of the spacing: k_j = mean over bandwidths s of f(j h / s),
+/// f(u) = exp(-u^2 / 2) (rbf) or (1 + u^2)^(-1/2) (imq); scale-free, so that any spacing and
+/// bandwidth float64 can hold work (j h / s overflowing gives k = 0).
+struct GridKernel {
+    kind: KernelKind,
+    /// h / s for every bandwidth s.
+    ratios: Vec<f64>,
 }
 
-impl GridSpec {
-    pub fn new(
-        low: f64,
-        high: f64,
-        fine_points: usize,
-        coarse_points: usize,
-        median_points: usize,
-    ) -> Result<Self> {
-        if !(low.is_finite() && high.is_finite() && low <= high) {
-            return Err(MmdError::InvalidArgument(format!(
-                "grid range must be finite with low <= high, got [{low}, {high}]"
-            )));
-        }
-        for (name, points) in [
-            ("fine", fine_points),
-            ("coarse", coarse_points),
-            ("median", median_points),
-        ] {
-            if points < 2 {
-                return Err(MmdError::InvalidArgument(format!(
-                    "{name} grid needs >= 2 points, got {points}"
-                )));
-            }
-        }
-        Ok(Self {
-            low,
-            high,
-            fine_points,
-            coarse_points,
-            median_points,
-        })
-    }
-
-    /// Spacing of a grid of `points` points over [low, high] (1.0 when all rewards are equal).
-    pub fn step(&self, points: usize) -> f64 {
-        if self.high > self.low {
-            (self.high - self.low) / (points - 1) as f64
-        } else {
-            1.0
-        }
-    }
-
-    fn position(&self, x: f64, points: usize) -> f64 {
-        ((x - self.low) / self.step(points)).clamp(0.0, (points - 1) as f64)
-    }
-}
-
-/// Per-cell (group x bin) histograms; see the module documentation.
-#[derive(Debug, Clone, PartialEq)]
-pub struct GridSketch {
-    pub spec: GridSpec,
-    pub num_cells: usize,
-    /// (cells, fine_points) weights in units of 2^-32.
-    pub fine: Vec<u64>,
-    /// (cells, coarse_points) counts.
-    pub coarse: Vec<u64>,
-    /// (median_points,) counts of all rewards.
-    pub pooled: Vec<u64>,
-    /// (cells,) counts.
-    pub counts: Vec<u64>,
-}
-
-impl GridSketch {
-    pub fn new(spec: GridSpec, num_cells: usize) -> Self {
+impl GridKernel {
+    fn new(kind: KernelKind, h: f64, bandwidths: &[f64]) -> Self {
         Self {
-            spec,
-            num_cells,
-            fine: vec![0; num_cells * spec.fine_points],
-            coarse: vec![0; num_cells * spec.coarse_points],
-            pooled: vec![0; spec.median_points],
-            counts: vec![0; num_cells],
+            kind,
+            ratios: bandwidths.iter().map(|s| h / s).collect(),
         }
     }
 
-    /// A sketch from its arrays (e.g. merged elsewhere), checked for consistency.
-    pub fn from_parts(
-        spec: GridSpec,
-        num_cells: usize,
-        fine: Vec<u64>,
-        coarse: Vec<u64>,
-        pooled: Vec<u64>,
-        counts: Vec<u64>,
-    ) -> Result<Self> {
-        let sketch = Self {
-            spec,
-            num_cells,
-            fine,
-            coarse,
-            pooled,
-            counts,
-        };
-        let expect = |name: &str, got: usize, want: usize| {
-            if got == want {
-                Ok(())
-            } else {
-                Err(MmdError::InvalidArgument(format!(
-                    "sketch {name} has {got} entries, expected {want}"
-                )))
-            }
-        };
-        expect("fine", sketch.fine.len(), num_cells * spec.fine_points)?;
-        expect(
-            "coarse",
-            sketch.coarse.len(),
-            num_cells * spec.coarse_points,
-        )?;
-        expect("pooled", sketch.pooled.len(), spec.median_points)?;
-        expect("counts", sketch.counts.len(), num_cells)?;
-        for cell in 0..num_cells {
-            let fine: u128 = sketch.fine[cell * spec.fine_points..(cell + 1) * spec.fine_points]
-                .iter()
-                .map(|&w| u128::from(w))
-                .sum();
-            let coarse: u64 = sketch.coarse
-                [cell * spec.coarse_points..(cell + 1) * spec.coarse_points]
-                .iter()
-                .sum();
-            let count = sketch.counts[cell];
-            if fine != u128::from(count) * u128::from(ONE) || coarse != count {
-                return Err(MmdError::InvalidArgument(format!(
-                    "sketch cell {cell} is inconsistent with its count {count}"
-                )));
-            }
+    /// k_j, j >= 0.
+    fn at(&self, j: usize) -> f64 {
+        if j == 0 {
+            return 1.0;
         }
-        if sketch.pooled.iter().sum::<u64>() != sketch.counts.iter().sum::<u64>() {
-            return Err(MmdError::InvalidArgument(
-                "sketch pooled counts do not add up to the cell counts".into(),
-            ));
-        }
-        Ok(sketch)
-    }
-
-    /// Adds rewards (finite, within [low, high]) with their cells in [0, num_cells).
-    pub fn add(&mut self, values: &[f64], cells: &[i64]) -> Result<()> {
-        if cells.len() != values.len() {
-            return Err(MmdError::LengthMismatch {
-                name: "cells",
-                expected: values.len(),
-                got: cells.len(),
-            });
-        }
-        let spec = self.spec;
-        for (index, (&x, &cell)) in values.iter().zip(cells).enumerate() {
-            if !x.is_finite() {
-                return Err(MmdError::NonFinite {
-                    name: "rewards",
-                    index,
-                    value: x,
-                });
-            }
-            if x < spec.low || x > spec.high {
-                return Err(MmdError::InvalidArgument(format!(
-                    "rewards[{index}] = {x} lies outside the sketch range [{}, {}]",
-                    spec.low, spec.high
-                )));
-            }
-            if cell < 0 || cell as u64 >= self.num_cells as u64 {
-                return Err(MmdError::OutOfRange {
-                    name: "cells",
-                    index,
-                    value: cell,
-                    limit: self.num_cells,
-                });
-            }
-        }
-        let (pf, pc, pm) = (spec.fine_points, spec.coarse_points, spec.median_points);
-        for (&x, &cell) in values.iter().zip(cells) {
-            let cell = cell as usize;
-            let position = spec.position(x, pf);
-            let k = (position.floor() as usize).min(pf - 2);
-            let t = ((position - k as f64) * ONE as f64).round() as u64;
-            self.fine[cell * pf + k] += ONE - t;
-            self.fine[cell * pf + k + 1] += t;
-            self.coarse[cell * pc + spec.position(x, pc).round() as usize] += 1;
-            self.pooled[spec.position(x, pm).round() as usize] += 1;
-            self.counts[cell] += 1;
-        }
-        Ok(())
-    }
-
-    /// Adds another sketch of the same grid.
-    pub fn merge(&mut self, other: &GridSketch) -> Result<()> {
-        if other.spec != self.spec || other.num_cells != self.num_cells {
-            return Err(MmdError::InvalidArgument(
-                "sketches of different grids cannot be merged".into(),
-            ));
-        }
-        let add = |a: &mut Vec<u64>, b: &Vec<u64>| a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
-        add(&mut self.fine, &other.fine);
-        add(&mut self.coarse, &other.coarse);
-        add(&mut self.pooled, &other.pooled);
-        add(&mut self.counts, &other.counts);
-        Ok(())
-    }
-}
-
-/// Median of |a - b| over pairs of the rounded rewards (counts on a grid of spacing `step`):
-/// each rounded reward is within step/2 of its reward, so this is within `step` of the exact median.
-pub fn median_from_counts(counts: &[u64], step: f64) -> f64 {
-    let n: u128 = counts.iter().map(|&c| u128::from(c)).sum();
-    if n < 2 {
-        return 1.0;
-    }
-    // Pair counts fit u64 below 2^32 rows (n^2 / 2 < 2^63); u128 beyond.
-    let median = if n < 1 << 32 {
-        let counts: Vec<u64> = counts.to_vec();
-        median_index(&counts, n as u64)
-    } else {
-        let counts: Vec<u128> = counts.iter().map(|&c| u128::from(c)).collect();
-        median_index(&counts, n)
-    };
-    if median > 0.0 {
-        median * step
-    } else {
-        1.0
-    }
-}
-
-/// The median of |k - l| over pairs of grid indices with the given counts, n = sum of counts.
-fn median_index<T>(counts: &[T], n: T) -> f64
-where
-    T: Copy
-        + Ord
-        + From<u8>
-        + std::ops::Add<Output = T>
-        + std::ops::Sub<Output = T>
-        + std::ops::Mul<Output = T>
-        + std::ops::Div<Output = T>
-        + std::ops::Rem<Output = T>
-        + std::iter::Sum,
-{
-    let (zero, one, two) = (T::from(0), T::from(1), T::from(2));
-    let mut cumulative = Vec::with_capacity(counts.len());
-    let mut running = zero;
-    for &c in counts {
-        running = running + c;
-        cumulative.push(running);
-    }
-    let ties: T = counts
-        .iter()
-        .map(|&c| if c > zero { c * (c - one) / two } else { zero })
-        .sum();
-    let last = counts.len() - 1;
-    // Pairs at index distance <= t.
-    let within = |t: usize| -> T {
-        ties + counts
+        let total: f64 = self
+            .ratios
             .iter()
-            .enumerate()
-            .map(|(k, &c)| c * (cumulative[(k + t).min(last)] - cumulative[k]))
-            .sum::<T>()
-    };
-    let kth = |rank: T| -> usize {
-        let (mut low, mut high) = (0usize, last);
-        while low < high {
-            let mid = (low + high) / 2;
-            if within(mid) >= rank {
-                high = mid;
-            } else {
-                low = mid + 1;
-            }
-        }
-        low
-    };
-    let pairs = n * (n - one) / two;
-    if pairs % two == one {
-        kth(pairs / two + one) as f64
-    } else {
-        0.5 * (kth(pairs / two) + kth(pairs / two + one)) as f64
+            .map(|&r| {
+                let u = j as f64 * r;
+                match self.kind {
+                    KernelKind::Rbf => (-0.5 * u * u).exp(),
+                    _ => 1.0 / (1.0 + u * u).sqrt(),
+                }
+            })
+            .sum();
+        total / self.ratios.len() as f64
+    }
+
+    /// Bound on the error of one kernel mean from the grid (see the module documentation):
+    /// h^2/4 sup|k''| + 2 sup|k'| h 2^-31, in units of h / s, plus the FFT's rounding.
+    fn error(&self, fft_len: usize, kernel_l1: f64) -> f64 {
+        let slope = match self.kind {
+            KernelKind::Rbf => (-0.5f64).exp(),
+            _ => 2.0 / (3.0 * 3f64.sqrt()),
+        };
+        let count = self.ratios.len() as f64;
+        let curvature = self.ratios.iter().map(|r| r * r).sum::<f64>() / count;
+        let slope = self.ratios.iter().map(|r| slope * r).sum::<f64>() / count;
+        curvature / 4.0
+            + 2.0 * slope * 2f64.powi(-31)
+            + 15.0 * (fft_len as f64).log2() * f64::EPSILON * kernel_l1
     }
 }
 
-/// (G, M, M) kernel sums of per-cell weight tables (cells, points) on a grid of spacing h, by FFT.
-/// Returns the sums and sum_j |k(j h)| over the circulant kernel vector (for the error bound).
+/// A transform long enough for the linear convolution of `points` points (N >= 2P).
+fn transform_length(points: usize) -> usize {
+    points
+        .checked_mul(2)
+        .and_then(usize::checked_next_power_of_two)
+        .unwrap_or(usize::MAX)
+}
+
+/// (G, M, M) kernel sums of per-cell weight tables (cells, points), by FFT. Returns the sums and
+/// sum_j |k_j| over the circulant kernel vector (for the error bound).
 fn grid_sums(
     tables: &[f64],
     points: usize,
-    h: f64,
-    kernel: &Kernel,
+    kernel: &GridKernel,
     num_groups: usize,
     num_bins: usize,
     fft: &Fft,
-) -> (Vec<f64>, f64) {
+) -> Result<(Vec<f64>, f64)> {
     let n = fft.len();
     let mut kernel_vector = vec![0.0; n];
     for j in 0..points {
-        let k = kernel.value(j as f64 * h);
+        let k = kernel.at(j);
         kernel_vector[j] = k;
         if j > 0 {
             kernel_vector[n - j] = k;
@@ -344,28 +120,37 @@ fn grid_sums(
     let (kernel_spectrum, _) = fft.real_pair(&kernel_vector, &[]);
     let cells = num_groups * num_bins;
     let table = |c: usize| &tables[c * points..(c + 1) * points];
+    // Two real tables per complex transform.
     let spectra: Vec<(Vec<f64>, Vec<f64>)> = map_blocks(cells.div_ceil(2), |pair| {
-        fft.real_pair(
-            table(2 * pair),
-            if 2 * pair + 1 < cells {
-                table(2 * pair + 1)
-            } else {
-                &[]
-            },
-        )
-    });
-    let spectrum = |c: usize| {
-        if c % 2 == 0 {
-            &spectra[c / 2].0
+        let second = if 2 * pair + 1 < cells {
+            table(2 * pair + 1)
         } else {
-            &spectra[c / 2].1
-        }
+            &[]
+        };
+        fft.real_pair(table(2 * pair), second)
+    });
+    let spectrum = |c: usize| match c % 2 {
+        0 => spectra[c / 2].0.as_slice(),
+        _ => spectra[c / 2].1.as_slice(),
     };
-    let half = n / 2;
-    let mut sums = vec![0.0; cells * num_bins];
+    let sums = pair_sums(&kernel_spectrum, spectrum, num_groups, num_bins, n)?;
+    Ok((sums, kernel_l1))
+}
+
+/// S_gpq = (1/N) sum_f Khat_f Re(conj(W_p,f) W_q,f) from the half spectra of every cell.
+fn pair_sums<'a>(
+    kernel_spectrum: &[f64],
+    spectrum: impl Fn(usize) -> &'a [f64],
+    num_groups: usize,
+    num_bins: usize,
+    n: usize,
+) -> Result<Vec<f64>> {
+    let (m, half) = (num_bins, n / 2);
+    let mut sums = vec![0.0; num_groups * m * m];
     for g in 0..num_groups {
-        for p in 0..num_bins {
-            let sp = spectrum(g * num_bins + p);
+        for p in 0..m {
+            interrupt::check()?;
+            let sp = spectrum(g * m + p);
             // Khat_f W_p,f with the weights 1, 2, ..., 2, 1 of the half spectrum.
             let weighted: Vec<f64> = (0..=half)
                 .flat_map(|f| {
@@ -373,34 +158,39 @@ fn grid_sums(
                     [w * sp[2 * f], w * sp[2 * f + 1]]
                 })
                 .collect();
-            for q in p..num_bins {
-                let sq = spectrum(g * num_bins + q);
+            for q in p..m {
+                let sq = spectrum(g * m + q);
                 let s = weighted
                     .iter()
                     .zip(sq.iter())
                     .map(|(a, b)| a * b)
                     .sum::<f64>()
                     / n as f64;
-                sums[(g * num_bins + p) * num_bins + q] = s;
-                sums[(g * num_bins + q) * num_bins + p] = s;
+                sums[(g * m + p) * m + q] = s;
+                sums[(g * m + q) * m + p] = s;
             }
         }
     }
-    (sums, kernel_l1)
+    Ok(sums)
 }
 
-/// (sup|k''|, sup|k'|) for rbf and imq: 1/s^2 and (1/(s sqrt e), 2/(3 sqrt 3 s)), means over s.
-fn derivative_bounds(kind: KernelKind, bandwidths: &[f64]) -> (f64, f64) {
-    let slope = match kind {
-        KernelKind::Rbf => (-0.5f64).exp(),
-        _ => 2.0 / (3.0 * 3f64.sqrt()),
-    };
-    let count = bandwidths.len() as f64;
-    let curvature = bandwidths.iter().map(|s| 1.0 / (s * s)).sum::<f64>() / count;
-    (
-        curvature,
-        bandwidths.iter().map(|s| slope / s).sum::<f64>() / count,
-    )
+/// The memory policy applied to the grid audit: the fine tables (a copy, and in float64) with
+/// their spectra, and the coarse ones of every permutation running at once.
+fn check_sizes(sketch: &GridSketch) -> Result<()> {
+    let spec = &sketch.spec;
+    let cells = sketch.num_cells;
+    for (name, points, copies) in [
+        ("grid_points", spec.fine_points, 1),
+        ("coarse_points", spec.coarse_points, 4 * num_threads()),
+    ] {
+        let per_cell = points
+            .saturating_mul(2)
+            .saturating_add(transform_length(points).saturating_add(2));
+        let why = || format!("{cells} cells x {name} = {points}");
+        let what = "table of grid weights with its spectrum";
+        limits::check(&why, what, &[cells, per_cell], copies)?;
+    }
+    Ok(())
 }
 
 pub fn audit(
@@ -416,12 +206,14 @@ pub fn audit(
             options.kernel
         )));
     }
-    if num_bins < 2 || sketch.num_cells != num_groups * num_bins {
+    check_num_bins(num_bins)?;
+    if num_groups.checked_mul(num_bins) != Some(sketch.num_cells) {
         return Err(MmdError::InvalidArgument(format!(
-            "sketch has {} cells, expected {num_groups} groups x {num_bins} bins (num_bins >= 2)",
+            "sketch has {} cells, expected {num_groups} groups x {num_bins} bins",
             sketch.num_cells
         )));
     }
+    check_sizes(sketch)?;
     let spec = sketch.spec;
     let (bandwidths, bandwidth_error) = match &options.bandwidth {
         Bandwidth::Fixed(list) => (list.clone(), 0.0),
@@ -430,89 +222,93 @@ pub fn audit(
             (vec![median_from_counts(&sketch.pooled, step)], step)
         }
     };
-    let kernel = Kernel::new(options.kernel, &bandwidths)?;
+    Kernel::check(options.kernel, &bandwidths)?;
     let evaluator = Evaluator {
         counts: &sketch.counts,
         num_groups,
         num_bins,
         unbiased,
-        k0: kernel.value(0.0),
+        k0: 1.0,
     };
+    let (sums, delta) = fine_sums(sketch, options.kernel, &bandwidths, num_groups, num_bins)?;
+    let test = coarse_test(sketch, options.kernel, &bandwidths, &evaluator, options)?;
+    let frame = Frame {
+        occupied: &Occupied::all(num_groups, num_bins),
+        units: &Units::identity(),
+    };
+    let mut result = assemble(Method::Grid, &evaluator, &sums, bandwidths, test, frame)?;
+    result.bandwidth_error = bandwidth_error;
+    result.error_bound = error_bound(&sketch.counts, num_bins, unbiased, delta);
+    result.grid_points = spec.fine_points;
+    Ok(result)
+}
 
-    let (pf, pc) = (spec.fine_points, spec.coarse_points);
-    let h = spec.step(pf);
-    let fine_fft = Fft::new((2 * pf).next_power_of_two());
+/// Kernel sums from the fine tables, and delta, the bound on the error of each kernel mean.
+fn fine_sums(
+    sketch: &GridSketch,
+    kind: KernelKind,
+    bandwidths: &[f64],
+    num_groups: usize,
+    num_bins: usize,
+) -> Result<(Vec<f64>, f64)> {
+    let pf = sketch.spec.fine_points;
+    let kernel = GridKernel::new(kind, sketch.spec.step(pf), bandwidths);
+    let fft = Fft::new(transform_length(pf));
     let fine: Vec<f64> = sketch.fine.iter().map(|&w| w as f64 / ONE as f64).collect();
-    let (sums, kernel_l1) = grid_sums(&fine, pf, h, &kernel, num_groups, num_bins, &fine_fft);
+    let (sums, kernel_l1) = grid_sums(&fine, pf, &kernel, num_groups, num_bins, &fft)?;
+    Ok((sums, kernel.error(fft.len(), kernel_l1)))
+}
 
-    let (curvature, slope) = derivative_bounds(options.kernel, &bandwidths);
-    let log_n = (fine_fft.len() as f64).log2();
-    let delta = curvature * h * h / 4.0
-        + 2.0 * slope * h * 2f64.powi(-31)
-        + 15.0 * log_n * f64::EPSILON * kernel_l1;
-    let m = num_bins;
-    let mut error_bound: f64 = 0.0;
-    for g in 0..num_groups {
-        for p in 0..m {
-            for q in p + 1..m {
-                let (np, nq) = (sketch.counts[g * m + p], sketch.counts[g * m + q]);
-                let coefficient = if unbiased {
-                    if np < 2 || nq < 2 {
-                        continue;
-                    }
-                    np as f64 / (np - 1) as f64 + nq as f64 / (nq - 1) as f64 + 2.0
-                } else {
-                    if np == 0 || nq == 0 {
-                        continue;
-                    }
-                    4.0
-                };
-                error_bound = error_bound.max(coefficient * delta);
-            }
-        }
-    }
+/// Bound on every computable pair's MMD^2 (and so on their mean) given delta per kernel mean: a
+/// biased MMD^2 has kernel means of weights 1, 1, 2; an unbiased one n_p/(n_p - 1), n_q/(n_q - 1), 2.
+fn error_bound(counts: &[u64], num_bins: usize, unbiased: bool, delta: f64) -> f64 {
+    let counts: Vec<usize> = counts.iter().map(|&c| c as usize).collect();
+    computable_pairs(&counts, num_bins, unbiased)
+        .map(|pair| {
+            let coefficient = if unbiased {
+                pair.n_p / (pair.n_p - 1.0) + pair.n_q / (pair.n_q - 1.0) + 2.0
+            } else {
+                4.0
+            };
+            coefficient * delta
+        })
+        .fold(0.0, f64::max)
+}
 
-    let hc = spec.step(pc);
-    let coarse_fft = Fft::new((2 * pc).next_power_of_two());
-    let coarse_sums = |table: &[u64]| {
+/// The permutation test on the coarse grid's count tables, drawn exactly.
+fn coarse_test(
+    sketch: &GridSketch,
+    kind: KernelKind,
+    bandwidths: &[f64],
+    evaluator: &Evaluator,
+    options: &AuditOptions,
+) -> Result<TestOutcome> {
+    let (g, m, pc) = (
+        evaluator.num_groups,
+        evaluator.num_bins,
+        sketch.spec.coarse_points,
+    );
+    let kernel = GridKernel::new(kind, sketch.spec.step(pc), bandwidths);
+    let fft = Fft::new(transform_length(pc));
+    let sums = |table: &[u64]| {
         let table: Vec<f64> = table.iter().map(|&c| c as f64).collect();
-        grid_sums(&table, pc, hc, &kernel, num_groups, num_bins, &coarse_fft).0
+        Ok(grid_sums(&table, pc, &kernel, g, m, &fft)?.0)
     };
-    let test = permutation_test(
-        &evaluator,
-        &coarse_sums(&sketch.coarse),
+    permutation_test(
+        evaluator,
+        &sums(&sketch.coarse)?,
         options,
         |rng: &mut Rng| {
-            coarse_sums(&permuted_table(
+            sums(&permuted_table(
                 rng,
                 &sketch.coarse,
                 &sketch.counts,
-                num_groups,
-                num_bins,
+                g,
+                m,
                 pc,
             ))
         },
-    );
-
-    let e = evaluator.evaluate(&sums);
-    Ok(AuditResult {
-        method: Method::Grid,
-        num_groups,
-        num_bins,
-        statistic: e.statistic,
-        group_matrices: e.group_matrices,
-        matrix: e.matrix,
-        counts: sketch.counts.clone(),
-        bandwidths,
-        bandwidth_error,
-        error_bound,
-        permutations: test.null_statistics.len(),
-        test_statistic: test.test_statistic,
-        null_statistics: test.null_statistics,
-        pvalue: test.pvalue,
-        pair_pvalues: test.pair_pvalues,
-        grid_points: pf,
-    })
+    )
 }
 
 /// The (cells, points) count table after a uniform relabelling of the rows within each group:

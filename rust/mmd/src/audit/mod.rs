@@ -7,14 +7,15 @@
 //! S_pq = sum_{a in p, b in q} k(a, b) from which the estimators follow:
 //!
 //! - `Method::Exact`: the core's brute force over all pairs (small n); permutations reuse the
-//!   kernel matrix, O(n^2) each.
+//!   kernel matrix, O(n^2) each (see `brute`).
 //! - `Method::Scan`: exact O(n log n + n M) for the laplacian and energy kernels: sort once, then one
 //!   pass with running per-bin sums, because exp(-(x_i - x_j)/s) = exp(-x_i/s) exp(x_j/s) and
 //!   |x_i - x_j| = x_i - x_j factorise over the sorted order (see `scan`). Permutations relabel the
 //!   fixed sort order, O(n M) each, drawn chunk by chunk in cache (see `shuffle`).
 //! - `Method::Grid`: rbf / imq at large n: per-bin linear-binned histograms on a fine grid
-//!   (mergeable by integer addition), kernel sums by FFT, with a computed error bound (see `grid`);
-//!   permutation tables drawn exactly by multivariate hypergeometric sampling from a coarse grid.
+//!   (mergeable by integer addition, see `sketch`), kernel sums by FFT, with a computed error bound;
+//!   permutation tables drawn exactly by multivariate hypergeometric sampling from a coarse grid
+//!   (see `grid`).
 //!
 //! Every permutation b draws from its own seeded stream, so results do not depend on the number of
 //! threads.
@@ -23,19 +24,24 @@ mod brute;
 mod fft;
 mod grid;
 mod hypergeometric;
-mod median;
-mod rng;
+pub(crate) mod rng;
 mod scan;
 mod shuffle;
+mod sketch;
 
-pub use grid::{GridSketch, GridSpec};
+pub use sketch::{GridSketch, GridSpec};
 
+use crate::choices::choices;
+use crate::data::{Input, Occupied};
 use crate::error::{MmdError, Result};
 use crate::exact::matrix_from_sums;
-use crate::kernel::{Kernel, KernelKind};
-use crate::parallel::map_blocks;
+use crate::interrupt;
+use crate::kernel::KernelKind;
+use crate::limits::{self, memory_limit};
+use crate::parallel::{map_blocks, num_threads};
 use crate::reduce::{reduce, Reduction};
-use crate::{Bandwidth, Estimator};
+use crate::units::Units;
+use crate::{prepare, Bandwidth, Estimator};
 use rng::Rng;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -52,35 +58,13 @@ pub fn progress() -> (usize, usize) {
     )
 }
 
-/// The algorithm behind an audit's numbers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Method {
-    Exact,
-    Scan,
-    Grid,
-}
-
-impl Method {
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Exact => "exact",
-            Self::Scan => "scan",
-            Self::Grid => "grid",
-        }
-    }
-}
-
-impl std::str::FromStr for Method {
-    type Err = MmdError;
-    fn from_str(name: &str) -> Result<Self> {
-        match name {
-            "exact" => Ok(Self::Exact),
-            "scan" => Ok(Self::Scan),
-            "grid" => Ok(Self::Grid),
-            other => Err(MmdError::InvalidArgument(format!(
-                "unknown method {other:?}: expected one of \"exact\", \"scan\", \"grid\""
-            ))),
-        }
+choices! {
+    "method",
+    /// The algorithm behind an audit's numbers.
+    pub enum Method {
+        Exact => "exact",
+        Scan => "scan",
+        Grid => "grid",
     }
 }
 
@@ -128,141 +112,7 @@ pub struct AuditResult {
     pub grid_points: usize,
 }
 
-/// Rewards with bin labels in [0, M) and group labels in [0, G), stored group by group.
-pub struct Labelled {
-    pub values: Vec<f64>,
-    pub labels: Vec<u32>,
-    /// Group g holds rows starts[g]..starts[g + 1].
-    pub starts: Vec<usize>,
-    pub num_bins: usize,
-    pub num_groups: usize,
-    /// (G, M) counts.
-    pub counts: Vec<u64>,
-}
-
-impl Labelled {
-    /// Validates (equal lengths, finite rewards, labels in range, M >= 2) and groups the rows,
-    /// keeping input order within a group.
-    pub fn new(
-        values: &[f64],
-        bins: &[i64],
-        groups: Option<&[i64]>,
-        num_bins: usize,
-    ) -> Result<Self> {
-        let n = values.len();
-        if n == 0 {
-            return Err(MmdError::Empty { name: "rewards" });
-        }
-        if num_bins < 2 {
-            return Err(MmdError::InvalidArgument(format!(
-                "num_bins must be >= 2, got {num_bins}"
-            )));
-        }
-        check_lengths("bins", bins.len(), n)?;
-        if let Some(index) = values.iter().position(|v| !v.is_finite()) {
-            return Err(MmdError::NonFinite {
-                name: "rewards",
-                index,
-                value: values[index],
-            });
-        }
-        check_labels("bins", bins, Some(num_bins))?;
-        let num_groups = match groups {
-            Some(g) => {
-                check_lengths("groups", g.len(), n)?;
-                check_labels("groups", g, None)?;
-                g.iter().max().map_or(1, |&v| v as usize + 1)
-            }
-            None => 1,
-        };
-        let group_of = |i: usize| groups.map_or(0, |g| g[i] as usize);
-        let mut starts = vec![0usize; num_groups + 1];
-        let mut counts = vec![0u64; num_groups * num_bins];
-        for i in 0..n {
-            starts[group_of(i) + 1] += 1;
-            counts[group_of(i) * num_bins + bins[i] as usize] += 1;
-        }
-        for g in 0..num_groups {
-            starts[g + 1] += starts[g];
-        }
-        let mut next = starts.clone();
-        let (mut sorted_values, mut labels) = (vec![0.0; n], vec![0u32; n]);
-        for i in 0..n {
-            let at = &mut next[group_of(i)];
-            sorted_values[*at] = values[i];
-            labels[*at] = bins[i] as u32;
-            *at += 1;
-        }
-        Ok(Self {
-            values: sorted_values,
-            labels,
-            starts,
-            num_bins,
-            num_groups,
-            counts,
-        })
-    }
-
-    pub fn len(&self) -> usize {
-        self.values.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.values.is_empty()
-    }
-
-    pub fn group(&self, g: usize) -> std::ops::Range<usize> {
-        self.starts[g]..self.starts[g + 1]
-    }
-
-    /// Sorts every group by reward (ties by position, so deterministic).
-    fn sort_within_groups(&mut self) {
-        for g in 0..self.num_groups {
-            let range = self.group(g);
-            let mut rows: Vec<(f64, u32)> = self.values[range.clone()]
-                .iter()
-                .copied()
-                .zip(self.labels[range.clone()].iter().copied())
-                .collect();
-            rows.sort_by(|a, b| a.0.total_cmp(&b.0));
-            for (k, (v, l)) in rows.into_iter().enumerate() {
-                self.values[range.start + k] = v;
-                self.labels[range.start + k] = l;
-            }
-        }
-    }
-}
-
-fn check_lengths(name: &'static str, got: usize, expected: usize) -> Result<()> {
-    if got != expected {
-        return Err(MmdError::LengthMismatch {
-            name,
-            expected,
-            got,
-        });
-    }
-    Ok(())
-}
-
-fn check_labels(name: &'static str, labels: &[i64], limit: Option<usize>) -> Result<()> {
-    for (index, &value) in labels.iter().enumerate() {
-        if value < 0 {
-            return Err(MmdError::Negative { name, index, value });
-        }
-        if let Some(limit) = limit {
-            if value as u64 >= limit as u64 {
-                return Err(MmdError::OutOfRange {
-                    name,
-                    index,
-                    value,
-                    limit,
-                });
-            }
-        }
-    }
-    Ok(())
-}
-
+/// Whether the estimator is the unbiased one; the linear estimator is refused.
 fn check_options(options: &AuditOptions) -> Result<bool> {
     match options.estimator {
         Estimator::Biased => Ok(false),
@@ -336,92 +186,120 @@ struct TestOutcome {
     pair_pvalues: Vec<f64>,
 }
 
+impl Evaluator<'_> {
+    /// Permutations evaluated at once: a few per thread, within the memory policy (each holds its
+    /// sums and matrices). Results do not depend on it.
+    fn wave(&self) -> usize {
+        let (g, m) = (self.num_groups as u64, self.num_bins as u64);
+        let bytes = 8 * (3 * g * m * m + 2 * m * m).max(1);
+        (memory_limit() / bytes).clamp(1, 4 * num_threads() as u64) as usize
+    }
+}
+
+/// The memory policy applied to an audit's results: (G, M, M) MMD^2 per group and B null
+/// statistics.
+fn check_sizes(num_groups: usize, num_bins: usize, permutations: usize) -> Result<()> {
+    limits::check(
+        &|| format!("an audit of {num_groups} groups x {num_bins} bins"),
+        "array of MMD^2 per group and bin pair",
+        &[num_groups, num_bins, num_bins],
+        2,
+    )?;
+    limits::check(
+        &|| format!("permutations = {permutations}"),
+        "vector of null statistics",
+        &[permutations],
+        1,
+    )
+}
+
 /// p = (1 + #{T_b >= T}) / (1 + B) for the statistic and for every pair, with T_b from
 /// `permuted_sums(rng_b)`. Values within 1e-11 of the kernel-mean scale of T count as ties (equal
-/// in exact arithmetic, different by rounding).
+/// in exact arithmetic, different by rounding). Permutations run a wave at a time, counting the
+/// pairs' hits as they come, so memory does not grow with B x M x M.
 fn permutation_test<F>(
     evaluator: &Evaluator,
     observed_sums: &[f64],
     options: &AuditOptions,
     permuted_sums: F,
-) -> TestOutcome
+) -> Result<TestOutcome>
 where
-    F: Fn(&mut Rng) -> Vec<f64> + Sync + Send,
+    F: Fn(&mut Rng) -> Result<Vec<f64>> + Sync + Send,
 {
     let observed = evaluator.evaluate(observed_sums);
     let m = evaluator.num_bins;
     let b = options.permutations;
     PERMUTATIONS_DONE.store(0, Ordering::Relaxed);
     PERMUTATIONS_PLANNED.store(b, Ordering::Relaxed);
-    let nulls = map_blocks(b, |index| {
-        let mut rng = Rng::new(options.seed, index as u64 + 1);
-        let e = evaluator.evaluate(&permuted_sums(&mut rng));
-        PERMUTATIONS_DONE.fetch_add(1, Ordering::Relaxed);
-        (e.statistic, e.matrix)
-    });
     let tolerance = 1e-11 * evaluator.scale(observed_sums).max(f64::MIN_POSITIVE);
     let at_least = |value: f64, reference: f64| value >= reference - tolerance;
     let pvalue_of = |hits: usize| (1 + hits) as f64 / (1 + b) as f64;
-    let hits = nulls
-        .iter()
-        .filter(|(t, _)| at_least(*t, observed.statistic))
-        .count();
-    let mut pair_pvalues = vec![f64::NAN; m * m];
-    if b > 0 {
-        for p in 0..m {
-            for q in p + 1..m {
-                let reference = observed.matrix[p * m + q];
-                if reference.is_nan() {
-                    continue;
+    let mut null_statistics = Vec::with_capacity(b);
+    let mut pair_hits = vec![0usize; m * m];
+    let wave = evaluator.wave();
+    for start in (0..b).step_by(wave) {
+        interrupt::check()?;
+        let evaluations = map_blocks(wave.min(b - start), |i| {
+            let mut rng = Rng::new(options.seed, (start + i) as u64 + 1);
+            let e = evaluator.evaluate(&permuted_sums(&mut rng)?);
+            PERMUTATIONS_DONE.fetch_add(1, Ordering::Relaxed);
+            Ok((e.statistic, e.matrix))
+        });
+        for evaluation in evaluations {
+            let (statistic, matrix) = evaluation?;
+            null_statistics.push(statistic);
+            for (at, hits) in pair_hits.iter_mut().enumerate() {
+                let reference = observed.matrix[at];
+                if at / m < at % m && !reference.is_nan() && at_least(matrix[at], reference) {
+                    *hits += 1;
                 }
-                let pair_hits = nulls
-                    .iter()
-                    .filter(|(_, mat)| at_least(mat[p * m + q], reference))
-                    .count();
-                pair_pvalues[p * m + q] = pvalue_of(pair_hits);
-                pair_pvalues[q * m + p] = pvalue_of(pair_hits);
             }
         }
     }
-    TestOutcome {
+    let hits = null_statistics
+        .iter()
+        .filter(|&&t| at_least(t, observed.statistic))
+        .count();
+    Ok(TestOutcome {
         test_statistic: observed.statistic,
-        null_statistics: nulls.iter().map(|(t, _)| *t).collect(),
+        null_statistics,
         pvalue: if b > 0 { pvalue_of(hits) } else { f64::NAN },
-        pair_pvalues,
-    }
+        pair_pvalues: pair_pvalues(&observed.matrix, &pair_hits, m, b),
+    })
 }
 
-fn resolve_bandwidths(options: &AuditOptions, values: &[f64]) -> Vec<f64> {
-    if options.kernel == KernelKind::Energy {
-        return Vec::new(); // no bandwidth
+/// (M, M) p-values of the pairs from their hit counts; NaN on the diagonal, where a pair is not
+/// computable, and everywhere when B = 0.
+fn pair_pvalues(observed: &[f64], hits: &[usize], m: usize, permutations: usize) -> Vec<f64> {
+    let mut pvalues = vec![f64::NAN; m * m];
+    if permutations == 0 {
+        return pvalues;
     }
-    match &options.bandwidth {
-        Bandwidth::Fixed(list) => list.clone(),
-        Bandwidth::Median => {
-            let mut sorted = values.to_vec();
-            sorted.sort_unstable_by(f64::total_cmp);
-            vec![median::median_bandwidth_sorted(&sorted)]
+    for p in 0..m {
+        for q in p + 1..m {
+            if !observed[p * m + q].is_nan() {
+                let pvalue = (1 + hits[p * m + q]) as f64 / (1 + permutations) as f64;
+                pvalues[p * m + q] = pvalue;
+                pvalues[q * m + p] = pvalue;
+            }
         }
     }
+    pvalues
 }
 
-/// Exact audit of labelled rewards in memory: `Method::Exact` (any kernel, small n) or
-/// `Method::Scan` (laplacian and energy, any n).
-pub fn audit_labelled(
-    data: Labelled,
-    options: &AuditOptions,
-    method: Method,
-) -> Result<AuditResult> {
+/// Exact audit of rewards in memory: `Method::Exact` (any kernel, small n) or `Method::Scan`
+/// (laplacian and energy, any n). The input is validated as every computation's is.
+pub fn audit(input: &Input, options: &AuditOptions, method: Method) -> Result<AuditResult> {
     let unbiased = check_options(options)?;
-    let bandwidths = resolve_bandwidths(options, &data.values);
-    let kernel = Kernel::new(options.kernel, &bandwidths)?;
+    if method == Method::Scan {
+        scan::is_energy(options.kernel)?;
+    }
+    let prepared = prepare(input, options.kernel, &options.bandwidth)?;
+    let occupied = &prepared.layout.occupied;
+    check_sizes(occupied.num_groups, occupied.num_bins, options.permutations)?;
     match method {
-        Method::Exact => brute::audit(&data, &kernel, bandwidths, unbiased, options),
-        Method::Scan => {
-            let mut data = data;
-            data.sort_within_groups();
-            scan::audit(&data, &kernel, bandwidths, unbiased, options)
-        }
+        Method::Exact => brute::audit(&prepared, unbiased, options),
+        Method::Scan => scan::audit(prepared, unbiased, options),
         Method::Grid => Err(MmdError::InvalidArgument(
             "the grid method works from a GridSketch: use audit_sketch".into(),
         )),
@@ -436,44 +314,50 @@ pub fn audit_sketch(
     options: &AuditOptions,
 ) -> Result<AuditResult> {
     let unbiased = check_options(options)?;
+    check_sizes(num_groups, num_bins, options.permutations)?;
     grid::audit(sketch, num_groups, num_bins, unbiased, options)
 }
 
+/// Where an audit computed: its occupied labels and working units.
+struct Frame<'a> {
+    occupied: &'a Occupied,
+    units: &'a Units,
+}
+
+/// The result of every method: the statistic and matrices from the sums and the test, in the
+/// rewards' units and the input's bins and groups.
 fn assemble(
     method: Method,
     evaluator: &Evaluator,
     sums: &[f64],
     bandwidths: Vec<f64>,
     test: TestOutcome,
-) -> AuditResult {
-    let e = evaluator.evaluate(sums);
-    AuditResult {
+    frame: Frame,
+) -> Result<AuditResult> {
+    let (occupied, units) = (frame.occupied, frame.units);
+    let mut e = evaluator.evaluate(sums);
+    units.values(&mut e.group_matrices)?;
+    units.values(&mut e.matrix)?;
+    let mut null_statistics = test.null_statistics;
+    units.values(&mut null_statistics)?;
+    Ok(AuditResult {
         method,
-        num_groups: evaluator.num_groups,
-        num_bins: evaluator.num_bins,
-        statistic: e.statistic,
-        group_matrices: e.group_matrices,
-        matrix: e.matrix,
-        counts: evaluator.counts.to_vec(),
+        num_groups: occupied.num_groups,
+        num_bins: occupied.num_bins,
+        statistic: units.value(e.statistic)?,
+        group_matrices: occupied.expand_matrices(&e.group_matrices),
+        matrix: occupied.expand_pairs(&e.matrix, 0.0),
+        counts: occupied.expand_counts(evaluator.counts),
         bandwidths,
         bandwidth_error: 0.0,
         error_bound: 0.0,
-        permutations: test.null_statistics.len(),
-        test_statistic: test.test_statistic,
-        null_statistics: test.null_statistics,
+        permutations: null_statistics.len(),
+        test_statistic: units.value(test.test_statistic)?,
+        null_statistics,
         pvalue: test.pvalue,
-        pair_pvalues: test.pair_pvalues,
+        pair_pvalues: occupied.expand_pairs(&test.pair_pvalues, f64::NAN),
         grid_points: 0,
-    }
-}
-
-/// Which kernels each method handles.
-pub fn supports(method: Method, kernel: KernelKind) -> bool {
-    match method {
-        Method::Exact => true,
-        Method::Scan => matches!(kernel, KernelKind::Laplacian | KernelKind::Energy),
-        Method::Grid => matches!(kernel, KernelKind::Rbf | KernelKind::Imq),
-    }
+    })
 }
 
 #[cfg(test)]

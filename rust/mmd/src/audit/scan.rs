@@ -18,12 +18,17 @@
 
 use super::rng::Rng;
 use super::shuffle::ChunkShuffler;
-use super::{assemble, permutation_test, AuditOptions, AuditResult, Evaluator, Labelled, Method};
+use super::{assemble, permutation_test, AuditOptions, AuditResult, Evaluator, Frame, Method};
+use crate::data::{RowOrder, Rows};
 use crate::error::{MmdError, Result};
-use crate::kernel::{Kernel, KernelKind};
+use crate::interrupt;
+use crate::kernel::KernelKind;
+use crate::Prepared;
 
 /// Rows per chunk of labels: a chunk of u32 labels stays in L1.
 const CHUNK: usize = 4096;
+/// Chunks between interrupt checkpoints.
+const CHUNKS_PER_CHECK: usize = 64;
 /// Rebase the laplacian reference before exp((x - r)/s) exceeds e^EXPONENT_LIMIT.
 const EXPONENT_LIMIT: f64 = 300.0;
 
@@ -37,30 +42,40 @@ struct Factors {
 }
 
 struct Plan<'a> {
-    data: &'a Labelled,
+    rows: &'a Rows,
     energy: bool,
     factors: Vec<Factors>,
 }
 
+/// The running state of one group's pass: A (per factor, M rows of `width`), V, and X (energy).
+struct GroupState {
+    a: Vec<f64>,
+    running: Vec<f64>,
+    x_sums: Vec<f64>,
+    next_rebase: Vec<usize>,
+    width: usize,
+}
+
+/// Whether the scan handles the kernel, and whether it is the energy kernel.
+pub fn is_energy(kind: KernelKind) -> Result<bool> {
+    match kind {
+        KernelKind::Energy => Ok(true),
+        KernelKind::Laplacian => Ok(false),
+        other => Err(MmdError::InvalidArgument(format!(
+            "the scan method needs the laplacian or energy kernel, got {other:?}"
+        ))),
+    }
+}
+
 impl<'a> Plan<'a> {
-    fn new(data: &'a Labelled, kernel: &Kernel, bandwidths: &[f64]) -> Result<Self> {
-        let energy = match kernel.kind() {
-            KernelKind::Energy => true,
-            KernelKind::Laplacian => false,
-            other => {
-                return Err(MmdError::InvalidArgument(format!(
-                    "the scan method needs the laplacian or energy kernel, got {other:?}"
-                )))
-            }
-        };
-        let n = data.len();
+    fn new(rows: &'a Rows, energy: bool, bandwidths: &[f64]) -> Self {
         let factors = if energy {
-            let mut u = vec![0.0; n];
-            for g in 0..data.num_groups {
-                let range = data.group(g);
-                if let Some(&low) = data.values.get(range.start).filter(|_| !range.is_empty()) {
+            let mut u = vec![0.0; rows.len()];
+            for g in 0..rows.num_groups() {
+                let range = rows.group(g);
+                if let Some(&low) = rows.values.get(range.start).filter(|_| !range.is_empty()) {
                     for i in range {
-                        u[i] = data.values[i] - low;
+                        u[i] = rows.values[i] - low;
                     }
                 }
             }
@@ -72,98 +87,140 @@ impl<'a> Plan<'a> {
         } else {
             bandwidths
                 .iter()
-                .map(|&s| laplacian_factors(data, 1.0 / s))
+                .map(|&s| laplacian_factors(rows, 1.0 / s))
                 .collect()
         };
-        Ok(Self {
-            data,
+        Self {
+            rows,
             energy,
             factors,
-        })
+        }
     }
 
     /// Kernel sums S (M, M) of group g, the labels of rows start.. written by `labels`.
-    fn group_sums(&self, g: usize, mut labels: impl FnMut(usize, &mut [u32]), out: &mut [f64]) {
-        let m = self.data.num_bins;
-        let range = self.data.group(g);
-        let nf = self.factors.len();
-        let width = m.next_multiple_of(4);
-        let mut a = vec![0.0; nf * m * width];
-        let mut running = vec![0.0; nf * width];
-        let mut x_sums = vec![0.0; m];
-        let mut next_rebase: Vec<usize> = self
-            .factors
-            .iter()
-            .map(|f| f.rebases.partition_point(|&(row, _)| row < range.start))
-            .collect();
+    fn group_sums(
+        &self,
+        g: usize,
+        mut labels: impl FnMut(usize, &mut [u32]),
+        out: &mut [f64],
+    ) -> Result<()> {
+        let (m, range) = (self.rows.num_bins, self.rows.group(g));
+        let (nf, width) = (self.factors.len(), m.next_multiple_of(4));
+        let mut state = GroupState {
+            a: vec![0.0; nf * m * width],
+            running: vec![0.0; nf * width],
+            x_sums: vec![0.0; m],
+            next_rebase: self
+                .factors
+                .iter()
+                .map(|f| f.rebases.partition_point(|&(row, _)| row < range.start))
+                .collect(),
+            width,
+        };
         let mut chunk = [0u32; CHUNK];
         let mut start = range.start;
         while start < range.end {
+            if (start - range.start) % (CHUNKS_PER_CHECK * CHUNK) == 0 {
+                interrupt::check()?;
+            }
             let len = CHUNK.min(range.end - start);
             let chunk = &mut chunk[..len];
             labels(start, chunk);
-            for (f, factors) in self.factors.iter().enumerate() {
-                let a = &mut a[f * m * width..(f + 1) * m * width];
-                let running = &mut running[f * width..(f + 1) * width];
-                let u = &factors.u[start..start + len];
-                if self.energy {
-                    accumulate(a, running, chunk, u, None, width);
-                    for (&label, &ui) in chunk.iter().zip(u) {
-                        x_sums[label as usize] += ui;
-                    }
-                } else {
-                    // Split the chunk at the rebase points that fall inside it.
-                    let mut from = 0;
-                    loop {
-                        let rebase = factors
-                            .rebases
-                            .get(next_rebase[f])
-                            .filter(|(row, _)| *row < start + len);
-                        let to = rebase.map_or(len, |(row, _)| row - start);
-                        let v = &factors.v[start + from..start + to];
-                        accumulate(a, running, &chunk[from..to], &u[from..to], Some(v), width);
-                        match rebase {
-                            Some(&(_, factor)) => {
-                                running.iter_mut().for_each(|r| *r *= factor);
-                                next_rebase[f] += 1;
-                                from = to;
-                            }
-                            None => break,
-                        }
-                    }
-                }
+            for f in 0..nf {
+                self.add_chunk(f, &mut state, chunk, start);
             }
             start += len;
         }
-        let counts = &self.data.counts[g * m..(g + 1) * m];
+        self.finish(g, &state, out);
+        Ok(())
+    }
+
+    /// Adds the rows start..start + chunk.len() (labelled `chunk`) under factor set f.
+    fn add_chunk(&self, f: usize, state: &mut GroupState, chunk: &[u32], start: usize) {
+        let (m, width, len) = (self.rows.num_bins, state.width, chunk.len());
+        let a = &mut state.a[f * m * width..(f + 1) * m * width];
+        let running = &mut state.running[f * width..(f + 1) * width];
+        let factors = &self.factors[f];
+        let u = &factors.u[start..start + len];
+        if self.energy {
+            let rows = Chunk {
+                labels: chunk,
+                u,
+                v: None,
+            };
+            accumulate(a, running, rows, width);
+            for (&label, &ui) in chunk.iter().zip(u) {
+                state.x_sums[label as usize] += ui;
+            }
+            return;
+        }
+        // Split the chunk at the rebase points that fall inside it.
+        let mut from = 0;
+        loop {
+            let rebase = factors
+                .rebases
+                .get(state.next_rebase[f])
+                .filter(|(row, _)| *row < start + len);
+            let to = rebase.map_or(len, |(row, _)| row - start);
+            let v = &factors.v[start + from..start + to];
+            let rows = Chunk {
+                labels: &chunk[from..to],
+                u: &u[from..to],
+                v: Some(v),
+            };
+            accumulate(a, running, rows, width);
+            match rebase {
+                Some(&(_, factor)) => {
+                    running.iter_mut().for_each(|r| *r *= factor);
+                    state.next_rebase[f] += 1;
+                    from = to;
+                }
+                None => break,
+            }
+        }
+    }
+
+    /// S (M, M) of group g from the finished A (and X), averaged over the factor sets.
+    fn finish(&self, g: usize, state: &GroupState, out: &mut [f64]) {
+        let (m, width) = (self.rows.num_bins, state.width);
+        let counts = &self.rows.counts[g * m..(g + 1) * m];
         out.fill(0.0);
-        for a in a.chunks(m * width) {
+        for a in state.a.chunks(m * width) {
             for p in 0..m {
                 for q in 0..m {
                     let (apq, aqp) = (a[p * width + q], a[q * width + p]);
                     let (np, nq) = (counts[p] as f64, counts[q] as f64);
+                    let x = &state.x_sums;
                     out[p * m + q] += match (self.energy, p == q) {
                         (false, false) => apq + aqp,
                         (false, true) => 2.0 * apq + np,
-                        (true, false) => nq * x_sums[p] + np * x_sums[q] - 2.0 * (apq + aqp),
-                        (true, true) => 2.0 * (np - 1.0) * x_sums[p] - 4.0 * apq,
+                        (true, false) => nq * x[p] + np * x[q] - 2.0 * (apq + aqp),
+                        (true, true) => 2.0 * (np - 1.0) * x[p] - 4.0 * apq,
                     };
                 }
             }
         }
-        let scale = 1.0 / nf as f64;
+        let scale = 1.0 / self.factors.len() as f64;
         out.iter_mut().for_each(|s| *s *= scale);
     }
 
     /// (G, M, M) kernel sums for labels given chunk by chunk per group.
-    fn sums(&self, mut labels: impl FnMut(usize, usize, &mut [u32])) -> Vec<f64> {
-        let m = self.data.num_bins;
-        let mut sums = vec![0.0; self.data.num_groups * m * m];
+    fn sums(&self, mut labels: impl FnMut(usize, usize, &mut [u32])) -> Result<Vec<f64>> {
+        let m = self.rows.num_bins;
+        let mut sums = vec![0.0; self.rows.num_groups() * m * m];
         for (g, out) in sums.chunks_mut(m * m).enumerate() {
-            self.group_sums(g, |start, chunk| labels(g, start, chunk), out);
+            self.group_sums(g, |start, chunk| labels(g, start, chunk), out)?;
         }
-        sums
+        Ok(sums)
     }
+}
+
+/// The rows of one call of `accumulate`: their labels, u factors and v factors (None: v = 1).
+#[derive(Clone, Copy)]
+struct Chunk<'a> {
+    labels: &'a [u32],
+    u: &'a [f64],
+    v: Option<&'a [f64]>,
 }
 
 /// For each row i (label p): A[p, :] += u_i * V; V[p] += v_i (1 when `v` is None). A has rows of
@@ -173,75 +230,49 @@ impl<'a> Plan<'a> {
 /// the compiler keeps in registers, updated with a lane mask rather than a store to one entry (which
 /// would stall the next vector load); with AVX2 when the CPU has it. Multiplies and adds stay
 /// separate (no FMA), so every path gives the same bits.
-fn accumulate(
-    a: &mut [f64],
-    running: &mut [f64],
-    labels: &[u32],
-    u: &[f64],
-    v: Option<&[f64]>,
-    width: usize,
-) {
+fn accumulate(a: &mut [f64], running: &mut [f64], rows: Chunk, width: usize) {
     #[cfg(target_arch = "x86_64")]
     {
         if std::is_x86_feature_detected!("avx512f") {
             // SAFETY: the CPU supports AVX-512F, checked just above.
-            unsafe { accumulate_avx512(a, running, labels, u, v, width) };
+            unsafe { accumulate_avx512(a, running, rows, width) };
             return;
         }
         if std::is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU supports AVX2, checked just above.
-            unsafe { accumulate_avx2(a, running, labels, u, v, width) };
+            unsafe { accumulate_avx2(a, running, rows, width) };
             return;
         }
     }
-    accumulate_any(a, running, labels, u, v, width);
+    accumulate_any(a, running, rows, width);
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn accumulate_avx512(
-    a: &mut [f64],
-    running: &mut [f64],
-    labels: &[u32],
-    u: &[f64],
-    v: Option<&[f64]>,
-    width: usize,
-) {
-    accumulate_any(a, running, labels, u, v, width);
+/// `accumulate_any` compiled with a target feature; called only where the CPU has it.
+macro_rules! accumulate_with {
+    ($name:ident, $feature:literal) => {
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = $feature)]
+        unsafe fn $name(a: &mut [f64], running: &mut [f64], rows: Chunk, width: usize) {
+            accumulate_any(a, running, rows, width);
+        }
+    };
 }
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn accumulate_avx2(
-    a: &mut [f64],
-    running: &mut [f64],
-    labels: &[u32],
-    u: &[f64],
-    v: Option<&[f64]>,
-    width: usize,
-) {
-    accumulate_any(a, running, labels, u, v, width);
-}
+accumulate_with!(accumulate_avx512, "avx512f");
+accumulate_with!(accumulate_avx2, "avx2");
 
 #[inline(always)]
-fn accumulate_any(
-    a: &mut [f64],
-    running: &mut [f64],
-    labels: &[u32],
-    u: &[f64],
-    v: Option<&[f64]>,
-    width: usize,
-) {
+fn accumulate_any(a: &mut [f64], running: &mut [f64], rows: Chunk, width: usize) {
     match width {
-        4 => accumulate_fixed::<4>(a, running, labels, u, v),
-        8 => accumulate_fixed::<8>(a, running, labels, u, v),
-        12 => accumulate_fixed::<12>(a, running, labels, u, v),
-        16 => accumulate_fixed::<16>(a, running, labels, u, v),
-        20 => accumulate_fixed::<20>(a, running, labels, u, v),
-        24 => accumulate_fixed::<24>(a, running, labels, u, v),
-        28 => accumulate_fixed::<28>(a, running, labels, u, v),
-        32 => accumulate_fixed::<32>(a, running, labels, u, v),
+        4 => accumulate_fixed::<4>(a, running, rows),
+        8 => accumulate_fixed::<8>(a, running, rows),
+        12 => accumulate_fixed::<12>(a, running, rows),
+        16 => accumulate_fixed::<16>(a, running, rows),
+        20 => accumulate_fixed::<20>(a, running, rows),
+        24 => accumulate_fixed::<24>(a, running, rows),
+        28 => accumulate_fixed::<28>(a, running, rows),
+        32 => accumulate_fixed::<32>(a, running, rows),
         _ => {
+            let Chunk { labels, u, v } = rows;
             for (i, (&label, &ui)) in labels.iter().zip(u).enumerate() {
                 let p = label as usize;
                 let row = &mut a[p * width..(p + 1) * width];
@@ -255,13 +286,8 @@ fn accumulate_any(
 }
 
 #[inline(always)]
-fn accumulate_fixed<const K: usize>(
-    a: &mut [f64],
-    running: &mut [f64],
-    labels: &[u32],
-    u: &[f64],
-    v: Option<&[f64]>,
-) {
+fn accumulate_fixed<const K: usize>(a: &mut [f64], running: &mut [f64], rows: Chunk) {
+    let Chunk { labels, u, v } = rows;
     let mut r = [0.0f64; K];
     r.copy_from_slice(&running[..K]);
     for (i, (&label, &ui)) in labels.iter().zip(u).enumerate() {
@@ -281,17 +307,17 @@ fn accumulate_fixed<const K: usize>(
     running[..K].copy_from_slice(&r);
 }
 
-fn laplacian_factors(data: &Labelled, c: f64) -> Factors {
-    let n = data.len();
+fn laplacian_factors(rows: &Rows, c: f64) -> Factors {
+    let n = rows.len();
     let (mut u, mut v, mut rebases) = (vec![0.0; n], vec![0.0; n], Vec::new());
-    for g in 0..data.num_groups {
-        let range = data.group(g);
-        let Some(&first) = data.values.get(range.start).filter(|_| !range.is_empty()) else {
+    for g in 0..rows.num_groups() {
+        let range = rows.group(g);
+        let Some(&first) = rows.values.get(range.start).filter(|_| !range.is_empty()) else {
             continue;
         };
         let mut reference = first;
         for i in range {
-            let x = data.values[i];
+            let x = rows.values[i];
             if (x - reference) * c > EXPONENT_LIMIT {
                 rebases.push((i, (-(x - reference) * c).exp()));
                 reference = x;
@@ -303,35 +329,37 @@ fn laplacian_factors(data: &Labelled, c: f64) -> Factors {
     Factors { u, v, rebases }
 }
 
-pub fn audit(
-    data: &Labelled,
-    kernel: &Kernel,
-    bandwidths: Vec<f64>,
-    unbiased: bool,
-    options: &AuditOptions,
-) -> Result<AuditResult> {
-    let plan = Plan::new(data, kernel, &bandwidths)?;
-    let m = data.num_bins;
+pub fn audit(prepared: Prepared, unbiased: bool, options: &AuditOptions) -> Result<AuditResult> {
+    let Prepared {
+        layout,
+        kernel,
+        bandwidths,
+        units,
+    } = prepared;
+    let energy = is_energy(kernel.kind())?;
+    let rows = layout.rows(RowOrder::Reward);
+    let occupied = layout.occupied.clone();
+    drop(layout);
+    let plan = Plan::new(&rows, energy, &bandwidths);
+    let m = rows.num_bins;
     let observed = plan.sums(|_, start, chunk| {
-        chunk.copy_from_slice(&data.labels[start..start + chunk.len()]);
-    });
+        chunk.copy_from_slice(&rows.labels[start..start + chunk.len()]);
+    })?;
     let evaluator = Evaluator {
-        counts: &data.counts,
-        num_groups: data.num_groups,
+        counts: &rows.counts,
+        num_groups: rows.num_groups(),
         num_bins: m,
         unbiased,
         k0: kernel.value(0.0),
     };
     let test = permutation_test(&evaluator, &observed, options, |rng: &mut Rng| {
         let mut shufflers: Vec<ChunkShuffler> =
-            data.counts.chunks(m).map(ChunkShuffler::new).collect();
+            rows.counts.chunks(m).map(ChunkShuffler::new).collect();
         plan.sums(|g, _, chunk| shufflers[g].fill(rng, chunk))
-    });
-    Ok(assemble(
-        Method::Scan,
-        &evaluator,
-        &observed,
-        bandwidths,
-        test,
-    ))
+    })?;
+    let frame = Frame {
+        occupied: &occupied,
+        units: &units,
+    };
+    assemble(Method::Scan, &evaluator, &observed, bandwidths, test, frame)
 }

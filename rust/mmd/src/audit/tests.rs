@@ -3,6 +3,24 @@
 use super::*;
 use crate::{pairwise_bin_mmd, Input, Options};
 
+/// The audit of in-memory rewards, as the bindings call it.
+fn run(
+    values: &[f64],
+    bins: &[i64],
+    groups: Option<&[i64]>,
+    m: usize,
+    o: &AuditOptions,
+    method: Method,
+) -> Result<AuditResult> {
+    let (values, bins) = (values.to_vec(), bins.to_vec());
+    let groups = groups.map(|g| g.to_vec());
+    let mut input = Input::new(&values, &bins).with_num_bins(m);
+    if let Some(g) = &groups {
+        input = input.with_groups(g);
+    }
+    audit(&input, o, method)
+}
+
 fn data(n: usize, m: usize, groups: usize, seed: u64) -> (Vec<f64>, Vec<i64>, Vec<i64>) {
     let mut rng = Rng::new(seed, 0);
     let bins: Vec<i64> = (0..n).map(|_| rng.below(m as u64) as i64).collect();
@@ -47,8 +65,15 @@ fn core_matrix(
         estimator: o.estimator,
         ..Options::default()
     };
-    let stat = pairwise_bin_mmd(&input, &core).unwrap();
-    (stat.value.unwrap(), stat.matrix)
+    let value = pairwise_bin_mmd(&input, &core).unwrap().value.unwrap();
+    let matrix = Options {
+        reduction: Reduction::None,
+        ..core
+    };
+    (
+        value,
+        pairwise_bin_mmd(&input, &matrix).unwrap().matrix.unwrap(),
+    )
 }
 
 fn close(a: f64, b: f64, tolerance: f64) -> bool {
@@ -65,8 +90,7 @@ fn scan_equals_brute_force() {
     ] {
         for estimator in [Estimator::Biased, Estimator::Unbiased] {
             let o = options(kernel, bandwidth.clone(), estimator, 0);
-            let labelled = Labelled::new(&values, &bins, Some(&groups), 5).unwrap();
-            let result = audit_labelled(labelled, &o, Method::Scan).unwrap();
+            let result = run(&values, &bins, Some(&groups), 5, &o, Method::Scan).unwrap();
             let (value, matrix) = core_matrix(&values, &bins, &groups, 5, &o);
             assert!(
                 close(result.statistic, value, 1e-12),
@@ -96,12 +120,7 @@ fn laplacian_scan_rebases_without_overflow() {
         Estimator::Biased,
         0,
     );
-    let result = audit_labelled(
-        Labelled::new(&values, &bins, None, 3).unwrap(),
-        &o,
-        Method::Scan,
-    )
-    .unwrap();
+    let result = run(&values, &bins, None, 3, &o, Method::Scan).unwrap();
     let (value, _) = core_matrix(&values, &bins, &groups, 3, &o);
     assert!(result.statistic.is_finite() && close(result.statistic, value, 1e-12));
 }
@@ -119,18 +138,11 @@ fn exact_permutations_are_seeded_and_thread_independent() {
         Estimator::Biased,
         60,
     );
-    let run = || {
-        audit_labelled(
-            Labelled::new(&values, &bins, Some(&groups), 3).unwrap(),
-            &o,
-            Method::Exact,
-        )
-        .unwrap()
-    };
+    let exact = || run(&values, &bins, Some(&groups), 3, &o, Method::Exact).unwrap();
     crate::set_num_threads(1);
-    let one = run();
+    let one = exact();
     crate::set_num_threads(2);
-    let two = run();
+    let two = exact();
     crate::set_num_threads(0);
     assert_eq!(one.null_statistics, two.null_statistics);
     assert_eq!(
@@ -160,18 +172,8 @@ fn scan_permutations_keep_bin_sizes_and_match_exact_in_distribution() {
         Estimator::Biased,
         400,
     );
-    let scan = audit_labelled(
-        Labelled::new(&values, &bins, None, 3).unwrap(),
-        &o,
-        Method::Scan,
-    )
-    .unwrap();
-    let exact = audit_labelled(
-        Labelled::new(&values, &bins, None, 3).unwrap(),
-        &o,
-        Method::Exact,
-    )
-    .unwrap();
+    let scan = run(&values, &bins, None, 3, &o, Method::Scan).unwrap();
+    let exact = run(&values, &bins, None, 3, &o, Method::Exact).unwrap();
     assert!(close(scan.test_statistic, exact.test_statistic, 1e-12));
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
     let sd =
@@ -192,13 +194,13 @@ fn grid_is_within_its_bound_and_median_within_a_step() {
     let low = values.iter().copied().fold(f64::INFINITY, f64::min);
     let high = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     let spec = GridSpec::new(low, high, 4097, 257, 1 << 16).unwrap();
-    let mut sketch = GridSketch::new(spec, 8);
+    let mut sketch = GridSketch::new(spec, 8).unwrap();
     sketch.add(&values, &cells).unwrap();
     for kernel in [KernelKind::Rbf, KernelKind::Imq] {
         for estimator in [Estimator::Biased, Estimator::Unbiased] {
             let o = options(kernel, Bandwidth::Median, estimator, 20);
             let result = audit_sketch(&sketch, 2, 4, &o).unwrap();
-            let exact_median = crate::median_bandwidth(&values);
+            let exact_median = crate::median_bandwidth(&values).unwrap();
             assert!((result.bandwidths[0] - exact_median).abs() <= result.bandwidth_error);
             let fixed = options(
                 kernel,
@@ -229,13 +231,18 @@ fn grid_is_within_its_bound_and_median_within_a_step() {
 fn sketches_merge_exactly() {
     let (values, bins, _) = data(1000, 3, 1, 5);
     let spec = GridSpec::new(0.0, 10.0, 1025, 65, 1025).unwrap();
-    let mut whole = GridSketch::new(spec, 3);
+    let mut whole = GridSketch::new(spec, 3).unwrap();
     whole.add(&values, &bins).unwrap();
-    let mut parts = GridSketch::new(spec, 3);
+    // What the engines do with the arrays of chunks, files or partitions: add them.
+    let mut parts = GridSketch::new(spec, 3).unwrap();
     for (v, b) in values.chunks(137).zip(bins.chunks(137)) {
-        let mut part = GridSketch::new(spec, 3);
+        let mut part = GridSketch::new(spec, 3).unwrap();
         part.add(v, b).unwrap();
-        parts.merge(&part).unwrap();
+        let add = |a: &mut Vec<u64>, b: &[u64]| a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
+        add(&mut parts.fine, &part.fine);
+        add(&mut parts.coarse, &part.coarse);
+        add(&mut parts.pooled, &part.pooled);
+        add(&mut parts.counts, &part.counts);
     }
     assert_eq!(whole, parts);
     let rebuilt = GridSketch::from_parts(
@@ -266,7 +273,7 @@ fn grid_permutation_tables_keep_margins() {
     let (values, bins, groups) = data(2000, 4, 2, 6);
     let cells: Vec<i64> = bins.iter().zip(&groups).map(|(b, g)| g * 4 + b).collect();
     let spec = GridSpec::new(0.0, 10.0, 1025, 129, 1025).unwrap();
-    let mut sketch = GridSketch::new(spec, 8);
+    let mut sketch = GridSketch::new(spec, 8).unwrap();
     sketch.add(&values, &cells).unwrap();
     let mut rng = Rng::new(1, 1);
     let table = grid::permuted_table_for_tests(&mut rng, &sketch);
@@ -286,28 +293,29 @@ fn grid_permutation_tables_keep_margins() {
 
 #[test]
 fn refuses_bad_input() {
-    assert!(Labelled::new(&[], &[], None, 2).is_err());
-    assert!(Labelled::new(&[1.0, f64::NAN], &[0, 1], None, 2).is_err());
-    assert!(Labelled::new(&[1.0, 2.0], &[0, 2], None, 2).is_err());
-    assert!(Labelled::new(&[1.0, 2.0], &[0, -1], None, 2).is_err());
-    assert!(Labelled::new(&[1.0, 2.0], &[0], None, 2).is_err());
-    assert!(Labelled::new(&[1.0, 2.0], &[0, 1], None, 1).is_err());
-    let o = options(
-        KernelKind::Rbf,
-        Bandwidth::Fixed(vec![1.0]),
-        Estimator::Linear,
-        0,
+    let o = |kernel, estimator| options(kernel, Bandwidth::Fixed(vec![1.0]), estimator, 0);
+    let biased = o(KernelKind::Rbf, Estimator::Biased);
+    let message = |values: &[f64], bins: &[i64], m: usize, o: &AuditOptions, method: Method| {
+        run(values, bins, None, m, o, method)
+            .unwrap_err()
+            .to_string()
+    };
+    assert_eq!(
+        message(&[], &[], 2, &biased, Method::Exact),
+        "rewards is empty"
     );
-    let data = Labelled::new(&[1.0, 2.0], &[0, 1], None, 2).unwrap();
-    assert!(audit_labelled(data, &o, Method::Exact).is_err());
-    let o = options(
-        KernelKind::Rbf,
-        Bandwidth::Fixed(vec![1.0]),
-        Estimator::Biased,
-        0,
+    assert_eq!(
+        message(&[1.0, 2.0], &[0, 2], 2, &biased, Method::Exact),
+        "bins[1] = 2 is out of range [0, 2)"
     );
-    let data = Labelled::new(&[1.0, 2.0], &[0, 1], None, 2).unwrap();
-    assert!(audit_labelled(data, &o, Method::Scan).is_err());
+    assert_eq!(
+        message(&[1.0, 2.0], &[0, 1], 1, &biased, Method::Exact),
+        "num_bins must be >= 2, got 1"
+    );
+    let linear = o(KernelKind::Rbf, Estimator::Linear);
+    assert!(message(&[1.0, 2.0], &[0, 1], 2, &linear, Method::Exact).contains("linear"));
+    assert!(message(&[1.0, 2.0], &[0, 1], 2, &biased, Method::Scan).contains("scan method"));
+    assert!(message(&[1.0, 2.0], &[0, 1], 2, &biased, Method::Grid).contains("GridSketch"));
 }
 
 #[test]
@@ -316,12 +324,7 @@ fn scan_with_many_bins_equals_brute_force() {
     let (values, bins, groups) = data(900, 37, 1, 8);
     for kernel in [KernelKind::Energy, KernelKind::Laplacian] {
         let o = options(kernel, Bandwidth::Fixed(vec![0.4]), Estimator::Biased, 3);
-        let result = audit_labelled(
-            Labelled::new(&values, &bins, None, 37).unwrap(),
-            &o,
-            Method::Scan,
-        )
-        .unwrap();
+        let result = run(&values, &bins, None, 37, &o, Method::Scan).unwrap();
         let (value, _) = core_matrix(&values, &bins, &groups, 37, &o);
         assert!(
             close(result.statistic, value, 1e-12),
