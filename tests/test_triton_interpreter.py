@@ -11,7 +11,8 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("triton")
 
 import causal_rewards as cr
-from causal_rewards.ops import triton_mmd
+from causal_rewards.ops import problem, triton_mmd
+from causal_rewards.options import MmdOptions
 
 KERNELS = ["rbf", "laplacian", "imq", "energy"]
 ESTIMATORS = ["biased", "unbiased", "linear"]
@@ -34,10 +35,8 @@ def rust_value_and_grad(r, b, g, num_bins, **options):
 
 def direct(r, b, g, num_bins, kernel, bandwidths, estimator, reduction, block=16):
     """The Triton host function with small blocks, so that n = 37 spans several partial tiles."""
-    num_groups = 1 if g is None else int(g.max()) + 1
-    return triton_mmd.value_and_grad(
-        r, b, g, num_groups, num_bins, kernel, bandwidths, estimator, reduction, block_i=block, block_j=block
-    )
+    options = MmdOptions.of(kernel, bandwidths, estimator, reduction)
+    return triton_mmd.value_and_grad(problem.prepare(r, b, g, num_bins, options), reduction, block=block)
 
 
 @pytest.mark.parametrize("kernel", KERNELS)

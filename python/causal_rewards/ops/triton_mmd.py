@@ -10,8 +10,9 @@ k'. The n x n matrix never exists; memory is O(n M). Then
 Linear estimator (two launches): ``linear_pair_sums`` for the matrix, then ``linear_grad`` with the
 pair weights, each program owning one cell of the rewards sorted by cell (input order kept).
 
-Accumulation is float64 for float64 input and float32 otherwise (float16 / bfloat16 included).
-On CPU tensors the kernels run in Triton's interpreter (slow; for tests).
+Kernels are evaluated in units of the smallest bandwidth (``scaling``). Accumulation is float64 for
+float64 input and float32 otherwise (float16 / bfloat16 included). On CPU tensors the kernels run in
+Triton's interpreter (slow; for tests).
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from pathlib import Path
 import torch
 
 from . import epilogue
+from .problem import Problem
+from .scaling import Scaling, kernel_at_zero, narrow
 
 KERNEL_IDS = {"rbf": 0, "laplacian": 1, "imq": 2, "energy": 3}
 MAX_BINS = 256
@@ -66,24 +69,31 @@ def kernels(interpret: bool):
     return _loaded[interpret]
 
 
-def _setup(rewards, bins, groups, num_groups, num_bins, kernel, bandwidths):
-    if num_bins > MAX_BINS:
-        raise ValueError(f"backend='triton' supports up to {MAX_BINS} bins, got num_bins={num_bins}")
-    compute = torch.float64 if rewards.dtype == torch.float64 else torch.float32
-    if kernel == "energy":
-        scales = [1.0]
-    else:
-        scales = [
-            {"rbf": 1.0 / (2.0 * s * s), "laplacian": 1.0 / s, "imq": 1.0 / (s * s)}[kernel]
-            for s in bandwidths
-        ]
-    scales = torch.tensor(scales, dtype=torch.float64, device=rewards.device)
-    cells = (
-        bins.to(torch.int64) if groups is None else groups.to(torch.int64) * num_bins + bins.to(torch.int64)
-    )
-    counts = torch.bincount(cells, minlength=num_groups * num_bins).reshape(num_groups, num_bins)
-    module = kernels(interpret=rewards.device.type == "cpu")
-    return compute, scales, cells, counts, module
+def value_and_grad(problem: Problem, reduction: str, block: int | None = None):
+    """(value in float64, d value / d rewards in the compute dtype) for a scalar reduction."""
+    sweep = _sweep(problem, block)
+    matrix = sweep.matrix()
+    pair_weights = epilogue.reduction_weights(matrix, reduction)
+    return epilogue.weighted_sum(matrix, pair_weights), sweep.grad(pair_weights)
+
+
+def matrix(problem: Problem, block: int | None = None):
+    """The (G, M, M) matrix (float64)."""
+    return _sweep(problem, block).matrix()
+
+
+def matrix_vjp(problem: Problem, upstream: torch.Tensor, block: int | None = None):
+    """Gradient of sum(upstream * matrix) with respect to the rewards."""
+    sweep = _sweep(problem, block)
+    shape = (problem.num_groups, problem.num_bins, problem.num_bins)
+    pair_weights = epilogue.fold_upstream(upstream.reshape(shape), problem.counts, problem.estimator)
+    return sweep.grad(pair_weights)
+
+
+def _sweep(problem: Problem, block: int | None):
+    if problem.num_bins > MAX_BINS:
+        raise ValueError(f"backend='triton' supports up to {MAX_BINS} bins, got num_bins={problem.num_bins}")
+    return (_LinearSweep if problem.estimator == "linear" else _ExactSweep)(problem, block)
 
 
 def _triton_dtype(dtype):
@@ -92,199 +102,106 @@ def _triton_dtype(dtype):
     return tl.float64 if dtype == torch.float64 else tl.float32
 
 
-def _blocks(num_bins: int, block_i: int | None, block_j: int | None):
-    block_m = max(16, 1 << (num_bins - 1).bit_length())
-    default_i = 64 if block_m <= 32 else (32 if block_m <= 128 else 16)
-    return block_i or default_i, block_j or 64, block_m
+class _Sweep:
+    """What both estimators share: the scaled rewards, the kernel module and the output scaling."""
+
+    def __init__(self, problem: Problem, block: int | None):
+        self.problem = problem
+        self.scale = Scaling.of(problem.kernel, problem.bandwidths, problem.max_abs)
+        self.compute = self.scale.dtype_for(problem.rewards.dtype, problem.max_abs)
+        self.u = self.scale.apply(problem.rewards.detach(), self.compute).contiguous()
+        self.module = kernels(interpret=problem.rewards.device.type == "cpu")
+        self.block = block
+        self.ratios = torch.tensor(self._kernel_scales(), dtype=torch.float64, device=self.u.device)
+        self.constants = {
+            "NUM_SCALES": self.ratios.shape[0],
+            "KERNEL": KERNEL_IDS[problem.kernel],
+            "DTYPE": _triton_dtype(self.compute),
+        }
+
+    def _kernel_scales(self) -> list[float]:
+        """c_t with k = exp(-c_t d^2) (rbf), exp(-c_t |d|) (laplacian), (1 + c_t d^2)^(-1/2) (imq)."""
+        if self.problem.kernel == "laplacian":
+            return list(self.scale.ratios)
+        half = 0.5 if self.problem.kernel == "rbf" else 1.0
+        return [half * rho * rho for rho in self.scale.ratios]
+
+    def narrow_grad(self, grad_u: torch.Tensor) -> torch.Tensor:
+        """d value / d rewards from the gradient in units of u, in the compute dtype."""
+        grad = grad_u.to(torch.float64) * self.scale.grad_scale
+        return narrow(grad, self.compute, self.problem.bounds[1])
 
 
-def row_sums(rewards, bins, groups, num_bins, kernel, scales, compute, module, block_i=None, block_j=None):
-    """T and D (n, M) of the exact sweep (see the module docstring)."""
-    n = rewards.shape[0]
-    block_i, block_j, block_m = _blocks(num_bins, block_i, block_j)
-    sums = torch.empty((n, num_bins), dtype=compute, device=rewards.device)
-    slopes = torch.empty_like(sums)
-    bins32 = bins.to(torch.int32).contiguous()
-    groups32 = bins32 if groups is None else groups.to(torch.int32).contiguous()
-    grid = (triton_cdiv(n, block_i),)
-    module.row_bin_sums[grid](
-        rewards.contiguous(),
-        bins32,
-        groups32,
-        scales,
-        n,
-        num_bins,
-        sums,
-        slopes,
-        NUM_SCALES=scales.shape[0],
-        KERNEL=KERNEL_IDS[kernel],
-        HAS_GROUPS=groups is not None,
-        DTYPE=_triton_dtype(compute),
-        BLOCK_I=block_i,
-        BLOCK_J=block_j,
-        BLOCK_M=block_m,
-        num_warps=4 if block_m <= 64 else 8,
-    )
-    return sums, slopes
+class _ExactSweep(_Sweep):
+    def __init__(self, problem: Problem, block: int | None):
+        super().__init__(problem, block)
+        self._sums = None
 
+    def _row_sums(self):
+        """T and D (n, M) of the exact sweep (see the module docstring)."""
+        if self._sums is None:
+            problem = self.problem
+            n, num_bins = problem.rewards.shape[0], problem.num_bins
+            block_m = max(16, 1 << (num_bins - 1).bit_length())
+            block_i = self.block or (64 if block_m <= 32 else (32 if block_m <= 128 else 16))
+            block_j = self.block or 64
+            sums = torch.empty((n, num_bins), dtype=self.compute, device=self.u.device)
+            slopes = torch.empty_like(sums)
+            bins32 = (problem.cells % num_bins).to(torch.int32).contiguous()
+            groups32 = (problem.cells // num_bins).to(torch.int32).contiguous()
+            self.module.row_bin_sums[(-(-n // block_i),)](
+                self.u, bins32, groups32, self.ratios, n, num_bins, sums, slopes,
+                HAS_GROUPS=problem.num_groups > 1, BLOCK_I=block_i, BLOCK_J=block_j, BLOCK_M=block_m,
+                num_warps=4 if block_m <= 64 else 8, **self.constants,
+            )
+            self._sums = sums, slopes
+        return self._sums
 
-def triton_cdiv(a: int, b: int) -> int:
-    return -(-a // b)
-
-
-class _Sorted:
-    """The rewards sorted by cell, input order kept within a cell (the linear estimator's samples)."""
-
-    def __init__(self, rewards, cells, counts, compute):
-        self.order = torch.sort(cells, stable=True).indices
-        self.values = rewards[self.order].to(compute).contiguous()
-        flat = counts.reshape(-1)
-        self.counts = flat.to(torch.int32).contiguous()
-        self.starts = (torch.cumsum(flat, 0) - flat).to(torch.int32).contiguous()
-
-
-def _linear_matrix(layout, counts, kernel, scales, compute, module, block):
-    num_groups, num_bins = counts.shape
-    out = torch.zeros(num_groups * num_bins * num_bins, dtype=compute, device=counts.device)
-    module.linear_pair_sums[(num_groups * num_bins,)](
-        layout.values,
-        layout.starts,
-        layout.counts,
-        scales,
-        num_bins,
-        out,
-        NUM_SCALES=scales.shape[0],
-        KERNEL=KERNEL_IDS[kernel],
-        DTYPE=_triton_dtype(compute),
-        BLOCK=block,
-    )
-    upper = out.reshape(num_groups, num_bins, num_bins).to(torch.float64)
-    half = torch.minimum(counts[:, :, None] // 2, counts[:, None, :] // 2)
-    value = upper / half.clamp(min=1)
-    value = value + value.transpose(1, 2)  # the kernel wrote p < q only
-    eye = torch.eye(num_bins, dtype=torch.bool, device=counts.device)
-    matrix = torch.where((half >= 1) & ~eye, value, torch.full_like(value, float("nan")))
-    return torch.where(eye, torch.zeros_like(matrix), matrix)
-
-
-def _linear_grad(layout, counts, kernel, scales, pair_weights, compute, module, block):
-    num_groups, num_bins = counts.shape
-    weights = (pair_weights + pair_weights.transpose(1, 2)).to(compute).contiguous()
-    grad_sorted = torch.zeros_like(layout.values)
-    module.linear_grad[(num_groups * num_bins,)](
-        layout.values,
-        layout.starts,
-        layout.counts,
-        scales,
-        weights,
-        num_bins,
-        grad_sorted,
-        NUM_SCALES=scales.shape[0],
-        KERNEL=KERNEL_IDS[kernel],
-        DTYPE=_triton_dtype(compute),
-        BLOCK=block,
-    )
-    grad = torch.empty_like(grad_sorted)
-    grad[layout.order] = grad_sorted
-    return grad
-
-
-def _exact_matrix(sums, cells, counts, estimator, kernel):
-    num_groups, num_bins = counts.shape
-    per_cell = torch.zeros((num_groups * num_bins, num_bins), dtype=torch.float64, device=sums.device)
-    per_cell.index_add_(0, cells, sums.to(torch.float64))
-    k0 = 0.0 if kernel == "energy" else 1.0
-    return epilogue.matrix_from_sums(
-        per_cell.reshape(num_groups, num_bins, num_bins), counts, estimator == "unbiased", k0
-    )
-
-
-def _exact_grad(slopes, cells, counts, pair_weights, estimator):
-    num_groups, num_bins = counts.shape
-    w = epilogue.sum_weights(pair_weights, counts, estimator == "unbiased").reshape(
-        num_groups * num_bins, num_bins
-    )
-    return 2.0 * (w[cells].to(slopes.dtype) * slopes).sum(dim=1)
-
-
-def _value(matrix, pair_weights):
-    ok = pair_weights != 0
-    return (pair_weights * torch.where(ok, matrix, torch.zeros_like(matrix))).sum()
-
-
-def value_and_grad(
-    rewards,
-    bins,
-    groups,
-    num_groups,
-    num_bins,
-    kernel,
-    bandwidths,
-    estimator,
-    reduction,
-    block_i=None,
-    block_j=None,
-):
-    """(value, d value / d rewards) for a scalar reduction."""
-    compute, scales, cells, counts, module = _setup(
-        rewards, bins, groups, num_groups, num_bins, kernel, bandwidths
-    )
-    if estimator == "linear":
-        layout = _Sorted(rewards, cells, counts, compute)
-        block = block_j or 64
-        matrix = _linear_matrix(layout, counts, kernel, scales, compute, module, block)
-        pair_weights = epilogue.reduction_weights(matrix, reduction)
-        grad = _linear_grad(layout, counts, kernel, scales, pair_weights, compute, module, block)
-        return _value(matrix, pair_weights), grad
-    sums, slopes = row_sums(
-        rewards, bins, groups, num_bins, kernel, scales, compute, module, block_i, block_j
-    )
-    matrix = _exact_matrix(sums, cells, counts, estimator, kernel)
-    pair_weights = epilogue.reduction_weights(matrix, reduction)
-    return _value(matrix, pair_weights), _exact_grad(slopes, cells, counts, pair_weights, estimator)
-
-
-def matrix(
-    rewards, bins, groups, num_groups, num_bins, kernel, bandwidths, estimator, block_i=None, block_j=None
-):
-    """The (G, M, M) matrix (float64)."""
-    compute, scales, cells, counts, module = _setup(
-        rewards, bins, groups, num_groups, num_bins, kernel, bandwidths
-    )
-    if estimator == "linear":
-        layout = _Sorted(rewards, cells, counts, compute)
-        return _linear_matrix(layout, counts, kernel, scales, compute, module, block_j or 64)
-    sums, _ = row_sums(rewards, bins, groups, num_bins, kernel, scales, compute, module, block_i, block_j)
-    return _exact_matrix(sums, cells, counts, estimator, kernel)
-
-
-def matrix_vjp(
-    rewards,
-    bins,
-    groups,
-    num_groups,
-    num_bins,
-    kernel,
-    bandwidths,
-    estimator,
-    upstream,
-    block_i=None,
-    block_j=None,
-):
-    """Gradient of sum(upstream * matrix) with respect to the rewards."""
-    compute, scales, cells, counts, module = _setup(
-        rewards, bins, groups, num_groups, num_bins, kernel, bandwidths
-    )
-    upstream = upstream.to(torch.float64).reshape(num_groups, num_bins, num_bins)
-    if estimator == "linear":
-        layout = _Sorted(rewards, cells, counts, compute)
-        block = block_j or 64
-        pair_weights = epilogue.fold_upstream(
-            upstream, _linear_matrix(layout, counts, kernel, scales, compute, module, block)
+    def matrix(self):
+        problem = self.problem
+        sums, _ = self._row_sums()
+        num_groups, num_bins = problem.num_groups, problem.num_bins
+        per_cell = torch.zeros((num_groups * num_bins, num_bins), dtype=torch.float64, device=sums.device)
+        per_cell.index_add_(0, problem.cells, sums.to(torch.float64))
+        matrix = epilogue.matrix_from_sums(
+            per_cell.reshape(num_groups, num_bins, num_bins), problem.counts, problem.unbiased,
+            kernel_at_zero(problem.kernel),
         )
-        return _linear_grad(layout, counts, kernel, scales, pair_weights, compute, module, block)
-    sums, slopes = row_sums(
-        rewards, bins, groups, num_bins, kernel, scales, compute, module, block_i, block_j
-    )
-    pair_weights = epilogue.fold_upstream(upstream, _exact_matrix(sums, cells, counts, estimator, kernel))
-    return _exact_grad(slopes, cells, counts, pair_weights, estimator)
+        return matrix * self.scale.value_scale
+
+    def grad(self, pair_weights):
+        problem = self.problem
+        _, slopes = self._row_sums()
+        w = epilogue.sum_weights(pair_weights, problem.counts, problem.unbiased)
+        w = w.reshape(problem.num_groups * problem.num_bins, problem.num_bins)
+        return self.narrow_grad(2.0 * (w[problem.cells].to(slopes.dtype) * slopes).sum(dim=1))
+
+
+class _LinearSweep(_Sweep):
+    def __init__(self, problem: Problem, block: int | None):
+        super().__init__(problem, block)
+        by_cell = problem.by_cell
+        self.sorted = self.u[by_cell.order].contiguous()
+        self.starts = by_cell.starts.to(torch.int32).contiguous()
+        self.counts = by_cell.counts.to(torch.int32).contiguous()
+        self.block = block or 64
+
+    def matrix(self):
+        num_groups, num_bins = self.problem.num_groups, self.problem.num_bins
+        out = torch.zeros(num_groups * num_bins * num_bins, dtype=self.compute, device=self.u.device)
+        self.module.linear_pair_sums[(num_groups * num_bins,)](
+            self.sorted, self.starts, self.counts, self.ratios, num_bins, out, BLOCK=self.block,
+            **self.constants,
+        )
+        upper = out.reshape(num_groups, num_bins, num_bins).to(torch.float64)
+        matrix = epilogue.linear_matrix(upper + upper.transpose(1, 2), self.problem.counts)  # p < q written
+        return matrix * self.scale.value_scale
+
+    def grad(self, pair_weights):
+        weights = (pair_weights + pair_weights.transpose(1, 2)).to(self.compute).contiguous()
+        grad_sorted = torch.zeros_like(self.sorted)
+        self.module.linear_grad[(self.problem.num_groups * self.problem.num_bins,)](
+            self.sorted, self.starts, self.counts, self.ratios, weights, self.problem.num_bins, grad_sorted,
+            BLOCK=self.block, **self.constants,
+        )
+        return self.narrow_grad(self.problem.by_cell.unsort(grad_sorted))
