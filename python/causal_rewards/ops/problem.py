@@ -9,7 +9,9 @@ same words.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,7 +27,8 @@ class Problem:
     """The checked input of one pairwise-bin MMD on the torch or Triton path."""
 
     rewards: torch.Tensor  # 1-D floating point, on its device
-    cells: torch.Tensor  # int64 group * num_bins + bin, on the rewards' device
+    bins: torch.Tensor  # int64, on the rewards' device
+    groups: torch.Tensor | None  # int64 or None (one group)
     num_groups: int
     num_bins: int
     kernel: str
@@ -48,11 +51,39 @@ class Problem:
         pairs = float(self.num_bins) ** 2
         return 16.0 * pairs * scale.value_scale, 16.0 * pairs * abs(scale.grad_scale)
 
+    @property
+    def num_cells(self) -> int:
+        return self.num_groups * self.num_bins
+
+    @functools.cached_property
+    def cells(self) -> torch.Tensor:
+        """int64 group * num_bins + bin."""
+        if self.num_cells >= 2**62:
+            raise ValueError(
+                f"{self.num_groups} groups of {self.num_bins} bins are more cells than can be indexed"
+            )
+        return cell_ids(self.bins, self.groups, self.num_bins)
+
     @functools.cached_property
     def counts(self) -> torch.Tensor:
         """(G, M) int64 number of rewards per cell."""
-        flat = torch.bincount(self.cells, minlength=self.num_groups * self.num_bins)
+        require_memory(8 * self.num_cells, f"counting {self.num_groups} x {self.num_bins} cells", self.rewards.device)
+        flat = torch.bincount(self.cells, minlength=self.num_cells)
         return flat.reshape(self.num_groups, self.num_bins)
+
+    def compact(self) -> tuple[Problem, torch.Tensor, torch.Tensor | None]:
+        """The same problem over the occupied bins and groups only, in order (empty ones have no
+        computable pair), and the labels they had."""
+        bin_labels, bins = torch.unique(self.bins, return_inverse=True)
+        group_labels, groups = (None, None) if self.groups is None else torch.unique(self.groups, return_inverse=True)
+        small = dataclasses.replace(
+            self,
+            bins=bins,
+            groups=groups,
+            num_bins=bin_labels.shape[0],
+            num_groups=1 if group_labels is None else group_labels.shape[0],
+        )
+        return small, bin_labels, group_labels
 
     @functools.cached_property
     def by_cell(self) -> CellOrder:
@@ -87,6 +118,8 @@ def cell_ids(bins: torch.Tensor, groups: torch.Tensor | None, num_bins: int) -> 
 
 def prepare(rewards, bins, groups, num_bins: int | None, options: MmdOptions) -> Problem:
     """The checked problem, or the core's ValueError for values it refuses."""
+    if rewards.device.type == "meta":
+        raise ValueError("rewards is on the meta device, which holds no values: the statistic needs real data")
     if bins.shape[0] != rewards.shape[0] or (groups is not None and groups.shape[0] != rewards.shape[0]):
         raise_core_error(rewards, bins, groups, num_bins)
     summary = _summary(rewards, bins, groups)
@@ -99,7 +132,8 @@ def prepare(rewards, bins, groups, num_bins: int | None, options: MmdOptions) ->
     num_groups = groups_high + 1 if groups is not None else 1
     return Problem(
         rewards=rewards,
-        cells=cell_ids(bins, groups, resolved_bins),
+        bins=bins.to(torch.int64),
+        groups=None if groups is None else groups.to(torch.int64),
         num_groups=num_groups,
         num_bins=resolved_bins,
         kernel=options.kernel,
@@ -144,3 +178,29 @@ def resolve_bandwidths(rewards: torch.Tensor, options: MmdOptions) -> list[float
     if options.median:
         return [_core.median_bandwidth(rewards.detach().to("cpu", torch.float64).numpy())]
     return options.bandwidths
+
+
+def available_bytes(device: torch.device) -> int:
+    """Memory that an allocation on ``device`` can have now: free device memory plus what torch's
+    caching allocator holds unused (CUDA), the kernel's MemAvailable (CPU)."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def require_memory(nbytes: float, what: str, device: torch.device) -> None:
+    """A ValueError naming the size when ``nbytes`` is more than ``device`` has available."""
+    available = available_bytes(device)
+    if nbytes > available:
+        raise ValueError(
+            f"{what} would need {nbytes / 2**30:.3g} GiB, more than the {available / 2**30:.3g} GiB available "
+            f"on {device}"
+        )

@@ -24,7 +24,7 @@ from torch.autograd.function import once_differentiable
 from .. import _core
 from .._validation import as_labels, as_rewards
 from ..options import MEDIAN, MmdOptions
-from . import epilogue, problem, reference
+from . import problem, reference
 from .scaling import narrow
 
 _FLOATS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -73,14 +73,19 @@ def _inputs(rewards, bins, groups):
     return r, b, g, numpy_out
 
 
-def _resolve_backend(backend: str, device: torch.device) -> str:
-    """The one place that maps backend="auto" to a backend, and refuses one that cannot run here."""
+def _resolve_backend(backend: str, device: torch.device, num_bins: int | None = None) -> str:
+    """The one place that maps backend="auto" to a backend, and refuses one that cannot run here.
+
+    "auto" on CUDA: Triton, or the torch reference where Triton is missing or num_bins is beyond
+    its limit (the reference computes over the occupied bins only).
+    """
     if backend == "auto":
         if device.type == "cpu":
             return "rust"
         from . import triton_mmd
 
-        return "triton" if device.type == "cuda" and triton_mmd.available() else "torch"
+        fits = num_bins is None or num_bins <= triton_mmd.MAX_BINS
+        return "triton" if device.type == "cuda" and triton_mmd.available() and fits else "torch"
     if backend == "rust" and device.type != "cpu":
         raise ValueError(
             f"backend='rust' runs on CPU tensors, but rewards is on {device}: use 'auto', 'triton' or 'torch'"
@@ -224,8 +229,7 @@ def _reference_matrix(r, b, g, num_bins, options: MmdOptions) -> torch.Tensor:
 
 def _reference_value(r, b, g, num_bins, options: MmdOptions) -> torch.Tensor:
     checked = problem.prepare(r, b, g, num_bins, options)
-    value = epilogue.reduce(reference.matrix(checked), options.reduction)
-    return narrow(value, r.dtype, checked.bounds[0])
+    return narrow(reference.value(checked, options.reduction), r.dtype, checked.bounds[0])
 
 
 # --------------------------------------------------------------------------------------------------
@@ -240,7 +244,7 @@ def _op_args(options: MmdOptions) -> tuple:
 def dispatch_pairwise(rewards, bins, num_bins, groups, options: MmdOptions):
     """pairwise_bin_mmd for tensors (or numpy input on the torch / Triton backends)."""
     r, b, g, numpy_out = _inputs(rewards, bins, groups)
-    backend = _resolve_backend(options.backend, r.device)
+    backend = _resolve_backend(options.backend, r.device, num_bins)
     op_options = _op_args(options)
     if options.reduction == "none":
         if backend == "torch":
@@ -260,7 +264,7 @@ def dispatch_value_and_grad(rewards, bins, num_bins, groups, options: MmdOptions
     """(value, d value / d rewards): the value stays attached to the rewards' graph; the gradient is
     detached."""
     r, b, g, numpy_out = _inputs(rewards, bins, groups)
-    backend = _resolve_backend(options.backend, r.device)
+    backend = _resolve_backend(options.backend, r.device, num_bins)
     if backend == "torch":
         leaf = r if r.requires_grad else r.detach().requires_grad_(True)
         with torch.enable_grad():

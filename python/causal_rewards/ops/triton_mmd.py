@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 
 from . import epilogue
-from .problem import Problem
+from .problem import Problem, require_memory
 from .scaling import Scaling, kernel_at_zero, narrow
 
 KERNEL_IDS = {"rbf": 0, "laplacian": 1, "imq": 2, "energy": 3}
@@ -111,6 +111,9 @@ def matrix_vjp(problem: Problem, upstream: torch.Tensor, config: Config | None =
 def _sweep(problem: Problem, config: Config | None):
     if problem.num_bins > MAX_BINS:
         raise ValueError(f"backend='triton' supports up to {MAX_BINS} bins, got num_bins={problem.num_bins}")
+    n, cells = problem.rewards.shape[0], float(problem.num_cells)
+    buffers = 8.0 * (16 * cells * problem.num_bins + 2 * 32 * n + 32 * (n / 16 + cells) * max(16, problem.num_bins))
+    require_memory(buffers, "backend='triton'", problem.rewards.device)
     return (_LinearSweep if problem.estimator == "linear" else _ExactSweep)(problem, config)
 
 
@@ -305,6 +308,7 @@ class Tiles:
     num_bins: int
     start: torch.Tensor  # int32 first sorted position
     length: torch.Tensor  # int32, 0 for padding tiles
+    per_cell: torch.Tensor  # int64 number of tiles of each cell
     cell: torch.Tensor  # int32 cell (G M for padding tiles)
     next: torch.Tensor  # int32 first tile of the next cell (the tile itself + 1 for padding)
     end: torch.Tensor  # int32 first tile past the tile's group (the tile itself + 1 for padding)
@@ -329,6 +333,7 @@ class Tiles:
             count=count,
             num_groups=problem.num_groups,
             num_bins=problem.num_bins,
+            per_cell=per_cell,
             start=as32(torch.where(valid, by_cell.starts[inside] + offset, 0)),
             length=as32(length),
             cell=as32(torch.where(valid, cell, num_cells)),
@@ -337,10 +342,10 @@ class Tiles:
         )
 
     def cell_sums(self, tile_sums: torch.Tensor) -> torch.Tensor:
-        """(G, M, M) per-cell sums from per-tile ones (T, BLOCK_M), in a fixed order (a matrix product)."""
-        num_cells = self.num_groups * self.num_bins
-        one_hot = torch.nn.functional.one_hot(self.cell.to(torch.int64), num_cells + 1)[:, :num_cells]
-        per_cell = one_hot.to(tile_sums.dtype).T @ tile_sums
+        """(G, M, M) per-cell sums from per-tile ones (T, BLOCK_M): a cell's tiles are consecutive,
+        and a segment reduction adds each segment in order (no atomics)."""
+        lengths = torch.cat([self.per_cell, (self.count - self.per_cell.sum()).reshape(1)])
+        per_cell = torch.segment_reduce(tile_sums, "sum", lengths=lengths, axis=0)[:-1]  # not the padding
         return per_cell[:, : self.num_bins].reshape(self.num_groups, self.num_bins, self.num_bins)
 
 
