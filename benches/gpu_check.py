@@ -7,6 +7,7 @@ against the paper's per-bin-pair loop, the torch reference and KeOps, and the ac
 
 Writes a Markdown report to --out (and prints it as it goes):
 1. the device: GPU model, SM count, SM clock, torch and triton versions;
+   (and whether two runs repeat bit for bit, after the accuracy table);
 2. accuracy: for every kernel x estimator (2 groups, two bandwidths, mean), Triton on float32 and
    float64 rewards against the float64 Rust core on the same values: relative error of the value
    and max |grad - grad_ref| / max |grad_ref|;
@@ -122,6 +123,20 @@ def accuracy_section(report: Report, device: torch.device, n: int, num_bins: int
                 except Exception as error:  # noqa: BLE001 (a failing variant, e.g. a compile error, is reported)
                     result = f"error: {type(error).__name__}: {str(error).splitlines()[0][:80]} |"
                 report.add(f"| {kernel} | {estimator} | {str(dtype)[6:]} | {result} |")
+
+
+def repeat_section(report: Report, device: torch.device, n: int) -> None:
+    """Whether two runs give the same bits (no atomics; fixed-order sums), for mean and max."""
+    gen = torch.Generator().manual_seed(1)
+    r = torch.randn(n, generator=gen).to(device)
+    b = torch.randint(0, 30, (n,), generator=gen).to(device)
+    g = torch.randint(0, 2, (n,), generator=gen).to(device)
+    same = []
+    for reduction in ("mean", "max"):
+        runs = [cr.pairwise_bin_mmd_value_and_grad(r, b, groups=g, reduction=reduction, backend="triton") for _ in range(2)]
+        same.append(torch.equal(runs[0][0], runs[1][0]) and torch.equal(runs[0][1], runs[1][1]))
+    report.add()
+    report.add(f"Two runs (n={n}, M=30, 2 groups, float32, mean and max) give the same bits: {'yes' if all(same) else 'NO'}.")
 
 
 def time_fwd_bwd(fn, rewards: torch.Tensor, device: torch.device, budget_s: float, max_repeats: int) -> float:
@@ -248,6 +263,7 @@ def main(argv=None) -> int:
     else:
         accuracy_n, sizes, budget = 96, [128, 256], 0.2
     accuracy_section(report, device, accuracy_n, num_bins=6 if device.type == "cpu" else 10)
+    repeat_section(report, device, accuracy_n)
     triton_ms = timing_section(report, device, sizes, [10, 30], budget)
     rate_section(report, triton_ms, peak)
     from causal_rewards.ops import triton_mmd
