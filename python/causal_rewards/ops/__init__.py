@@ -1,2 +1,4 @@
-"""Device implementations behind ``causal_rewards.torch_ops``: the vectorised PyTorch reference
-(``reference``), the shared M x M epilogue (``epilogue``) and the fused Triton kernels (``triton_mmd``)."""
+"""Device implementations behind the torch entry points (``torch_ops``): the checked input of one call
+(``problem``), kernels in units of the smallest bandwidth (``scaling``), the vectorised PyTorch
+reference (``reference``), the M x M epilogue shared by both device paths (``epilogue``), and the
+fused Triton kernels (``triton_mmd`` host side, ``triton_kernels``)."""

@@ -17,16 +17,15 @@ registered autograd formula, so they trace under ``torch.compile(fullgraph=True)
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 from torch.autograd.function import once_differentiable
 
 from .. import _core
 from .._validation import as_labels, as_rewards
-from ..options import MmdOptions
-from . import epilogue, reference
+from ..options import MEDIAN, MmdOptions
+from . import problem, reference
+from .scaling import narrow
 
 _FLOATS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
@@ -62,71 +61,31 @@ def _as_tensor_labels(values, name: str, device) -> torch.Tensor:
 
 
 def _inputs(rewards, bins, groups):
-    """(rewards, bins, groups) as tensors on the rewards' device, and whether the caller gave numpy."""
+    """(rewards, bins, groups) as tensors on the rewards' device, and whether the caller gave numpy.
+
+    Types, shapes and devices are checked here; lengths and values by the core (``problem``).
+    """
     numpy_out = not isinstance(rewards, torch.Tensor)
     device = rewards.device if isinstance(rewards, torch.Tensor) else torch.device("cpu")
     r = _as_tensor_rewards(rewards, "rewards", device)
     b = _as_tensor_labels(bins, "bins", device)
     g = None if groups is None else _as_tensor_labels(groups, "groups", device)
-    if b.shape[0] != r.shape[0]:
-        raise ValueError(f"bins has length {b.shape[0]} but rewards has length {r.shape[0]}")
-    if g is not None and g.shape[0] != r.shape[0]:
-        raise ValueError(f"groups has length {g.shape[0]} but rewards has length {r.shape[0]}")
     return r, b, g, numpy_out
 
 
-def _format_float(value: float) -> str:
-    """A float the way the Rust core prints it in its messages (NaN, inf, -inf)."""
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "inf" if value > 0 else "-inf"
-    return repr(value)
+def _resolve_backend(backend: str, device: torch.device, num_bins: int | None = None) -> str:
+    """The one place that maps backend="auto" to a backend, and refuses one that cannot run here.
 
-
-def check_values(rewards: torch.Tensor, bins: torch.Tensor, groups, num_bins) -> tuple[int, int]:
-    """The core's value checks for the torch and Triton paths, with the core's messages.
-
-    Returns (G, M). One device-to-host transfer when all is well.
+    "auto" on CUDA: Triton, or the torch reference where Triton is missing or num_bins is beyond
+    its limit (the reference computes over the occupied bins only).
     """
-    finite = torch.isfinite(rewards)
-    summary = [finite.all(), bins.min(), bins.max()]
-    if groups is not None:
-        summary += [groups.min(), groups.max()]
-    summary = torch.stack([s.to(torch.float64) for s in summary]).cpu().tolist()
-    if not summary[0]:
-        index = int((~finite).nonzero()[0])
-        raise ValueError(f"rewards[{index}] is {_format_float(float(rewards[index]))}: values must be finite")
-    for name, labels, low in (
-        ("bins", bins, summary[1]),
-        ("groups", groups, summary[3] if groups is not None else 0),
-    ):
-        if low < 0:
-            index = int((labels < 0).nonzero()[0])
-            raise ValueError(f"{name}[{index}] = {int(labels[index])} is negative")
-    resolved_bins = int(summary[2]) + 1 if num_bins is None else num_bins
-    if num_bins is not None and summary[2] >= num_bins:
-        index = int((bins >= num_bins).nonzero()[0])
-        raise ValueError(f"bins[{index}] = {int(bins[index])} is out of range [0, {num_bins})")
-    num_groups = int(summary[4]) + 1 if groups is not None else 1
-    return num_groups, resolved_bins
-
-
-def resolve_bandwidth(rewards: torch.Tensor, bandwidth) -> list[float]:
-    """The bandwidths as numbers: "median" is the median |r_i - r_j| over all pairs (a constant)."""
-    if bandwidth == "median":
-        values = rewards.detach().to("cpu", torch.float64).numpy()
-        return [_core.median_bandwidth(values)]
-    return list(bandwidth)
-
-
-def _resolve_backend(backend: str, device: torch.device) -> str:
     if backend == "auto":
         if device.type == "cpu":
             return "rust"
         from . import triton_mmd
 
-        return "triton" if device.type == "cuda" and triton_mmd.available() else "torch"
+        fits = num_bins is None or num_bins <= triton_mmd.MAX_BINS
+        return "triton" if device.type == "cuda" and triton_mmd.available() and fits else "torch"
     if backend == "rust" and device.type != "cpu":
         raise ValueError(
             f"backend='rust' runs on CPU tensors, but rewards is on {device}: use 'auto', 'triton' or 'torch'"
@@ -139,60 +98,51 @@ def _resolve_backend(backend: str, device: torch.device) -> str:
 
 
 # --------------------------------------------------------------------------------------------------
-# The custom ops (Rust on CPU, Triton on CUDA or in its interpreter)
+# The custom ops (Rust on CPU, Triton on CUDA or in its interpreter). Their schemas take plain values
+# (torch.library needs them); each rebuilds the MmdOptions once and hands the work to one backend.
 
 
-def _numpy_rewards(rewards: torch.Tensor) -> np.ndarray:
+def _op_options(kernel: str, bandwidth: list[float], median: bool, estimator: str, reduction: str = "mean"):
+    return MmdOptions.of(kernel, MEDIAN if median else bandwidth, estimator, reduction)
+
+
+def _triton_problem(rewards, bins, groups, num_bins, options: MmdOptions):
+    from . import triton_mmd
+
+    return triton_mmd, problem.prepare(rewards, bins, groups, num_bins, options)
+
+
+def _core_args(rewards, bins, groups, num_bins, options: MmdOptions) -> tuple:
+    """The core's leading arguments: arrays (float32 / float64 read in place) and options."""
     r = rewards.detach()
     if r.dtype not in (torch.float32, torch.float64):
         r = r.to(torch.float64)  # float16 / bfloat16: widened once, accumulated in float64
-    return r.numpy()
+    labels = lambda x: None if x is None else x.detach().to(torch.int64).numpy()
+    return (r.numpy(), labels(bins), labels(groups), num_bins, options.kernel, options.core_bandwidth, options.estimator)
 
 
-def _numpy_labels(labels: torch.Tensor | None) -> np.ndarray | None:
-    if labels is None:
-        return None
-    return labels.detach().to(torch.int64).numpy()
+# The arguments every op starts with: the data, then the options as plain values.
+_DATA = (
+    "Tensor rewards, Tensor bins, Tensor? groups, SymInt? num_bins, "
+    "str kernel, float[] bandwidth, bool median, str estimator"
+)
 
 
-def _bandwidth_arg(bandwidth: list[float], median: bool):
-    return "median" if median else bandwidth
+def _custom_op(name: str, schema: str):
+    return torch.library.custom_op(f"causal_rewards::{name}", mutates_args=(), schema=schema)
 
 
-@torch.library.custom_op("causal_rewards::value_and_grad", mutates_args=())
-def _value_and_grad_op(
-    rewards: torch.Tensor,
-    bins: torch.Tensor,
-    groups: torch.Tensor | None,
-    num_bins: int | None,
-    kernel: str,
-    bandwidth: list[float],
-    median: bool,
-    estimator: str,
-    reduction: str,
-    backend: str,
-) -> tuple[torch.Tensor, torch.Tensor]:
+@_custom_op("value_and_grad", f"({_DATA}, str reduction, str backend) -> (Tensor, Tensor)")
+def _value_and_grad_op(rewards, bins, groups, num_bins, kernel, bandwidth, median, estimator, reduction, backend):
     """The reduced statistic and its gradient with respect to every reward, in one pass."""
+    options = _op_options(kernel, bandwidth, median, estimator, reduction)
     if backend == "triton":
-        from . import triton_mmd
-
-        num_groups, resolved_bins = check_values(rewards, bins, groups, num_bins)
-        bandwidths = resolve_bandwidth(rewards, "median" if median else bandwidth)
-        value, grad = triton_mmd.value_and_grad(
-            rewards, bins, groups, num_groups, resolved_bins, kernel, bandwidths, estimator, reduction
-        )
-        return value.to(rewards.dtype), grad.to(rewards.dtype)
-    value, _, grad, _ = _core.pairwise_bin_mmd_value_and_grad(
-        _numpy_rewards(rewards),
-        _numpy_labels(bins),
-        _numpy_labels(groups),
-        num_bins,
-        kernel,
-        _bandwidth_arg(bandwidth, median),
-        estimator,
-        reduction,
-    )
-    return torch.tensor(value, dtype=rewards.dtype), torch.from_numpy(grad).to(rewards.dtype)
+        triton_mmd, checked = _triton_problem(rewards, bins, groups, num_bins, options)
+        value, grad = triton_mmd.value_and_grad(checked, reduction)
+        return narrow(value, rewards.dtype, checked.bounds[0]), narrow(grad, rewards.dtype, checked.bounds[1])
+    args = _core_args(rewards, bins, groups, num_bins, options)
+    value, _, grad, _ = _core.pairwise_bin_mmd_value_and_grad(*args, reduction)
+    return narrow(torch.tensor(value, dtype=torch.float64), rewards.dtype), narrow(torch.from_numpy(grad), rewards.dtype)
 
 
 @_value_and_grad_op.register_fake
@@ -214,39 +164,15 @@ def _value_and_grad_backward(ctx, grad_value, grad_of_grad):
 _value_and_grad_op.register_autograd(_value_and_grad_backward, setup_context=_value_and_grad_setup)
 
 
-@torch.library.custom_op("causal_rewards::matrix", mutates_args=())
-def _matrix_op(
-    rewards: torch.Tensor,
-    bins: torch.Tensor,
-    groups: torch.Tensor | None,
-    num_bins: int | None,
-    kernel: str,
-    bandwidth: list[float],
-    median: bool,
-    estimator: str,
-    backend: str,
-) -> torch.Tensor:
+@_custom_op("matrix", f"({_DATA}, str backend) -> Tensor")
+def _matrix_op(rewards, bins, groups, num_bins, kernel, bandwidth, median, estimator, backend):
     """The (G, M, M) MMD^2 matrix: zero diagonal, NaN where a pair is not computable."""
+    options = _op_options(kernel, bandwidth, median, estimator)
     if backend == "triton":
-        from . import triton_mmd
-
-        num_groups, resolved_bins = check_values(rewards, bins, groups, num_bins)
-        bandwidths = resolve_bandwidth(rewards, "median" if median else bandwidth)
-        result = triton_mmd.matrix(
-            rewards, bins, groups, num_groups, resolved_bins, kernel, bandwidths, estimator
-        )
-        return result.to(rewards.dtype)
-    _, result, _ = _core.pairwise_bin_mmd(
-        _numpy_rewards(rewards),
-        _numpy_labels(bins),
-        _numpy_labels(groups),
-        num_bins,
-        kernel,
-        _bandwidth_arg(bandwidth, median),
-        estimator,
-        "none",
-    )
-    return torch.from_numpy(result).to(rewards.dtype)
+        triton_mmd, checked = _triton_problem(rewards, bins, groups, num_bins, options)
+        return narrow(triton_mmd.matrix(checked), rewards.dtype, checked.bounds[0])
+    _, result, _ = _core.pairwise_bin_mmd(*_core_args(rewards, bins, groups, num_bins, options), "none")
+    return narrow(torch.from_numpy(result), rewards.dtype)
 
 
 @_matrix_op.register_fake
@@ -257,40 +183,17 @@ def _(rewards, bins, groups, num_bins, kernel, bandwidth, median, estimator, bac
     return rewards.new_empty((num_groups, size, size))
 
 
-@torch.library.custom_op("causal_rewards::matrix_vjp", mutates_args=())
-def _matrix_vjp_op(
-    rewards: torch.Tensor,
-    bins: torch.Tensor,
-    groups: torch.Tensor | None,
-    num_bins: int | None,
-    kernel: str,
-    bandwidth: list[float],
-    median: bool,
-    estimator: str,
-    backend: str,
-    upstream: torch.Tensor,
-) -> torch.Tensor:
+@_custom_op("matrix_vjp", f"({_DATA}, str backend, Tensor upstream) -> Tensor")
+def _matrix_vjp_op(rewards, bins, groups, num_bins, kernel, bandwidth, median, estimator, backend, upstream):
     """Gradient of sum(upstream * matrix) with respect to every reward (NaN entries contribute nothing)."""
+    options = _op_options(kernel, bandwidth, median, estimator)
+    upstream = upstream.detach().to(torch.float64)
     if backend == "triton":
-        from . import triton_mmd
-
-        num_groups, resolved_bins = check_values(rewards, bins, groups, num_bins)
-        bandwidths = resolve_bandwidth(rewards, "median" if median else bandwidth)
-        grad = triton_mmd.matrix_vjp(
-            rewards, bins, groups, num_groups, resolved_bins, kernel, bandwidths, estimator, upstream
-        )
-        return grad.to(rewards.dtype)
-    grad = _core.pairwise_bin_mmd_matrix_vjp(
-        _numpy_rewards(rewards),
-        _numpy_labels(bins),
-        _numpy_labels(groups),
-        num_bins,
-        kernel,
-        _bandwidth_arg(bandwidth, median),
-        estimator,
-        upstream.detach().to("cpu", torch.float64).reshape(-1).numpy(),
-    )
-    return torch.from_numpy(grad).to(rewards.dtype)
+        triton_mmd, checked = _triton_problem(rewards, bins, groups, num_bins, options)
+        return narrow(triton_mmd.matrix_vjp(checked, upstream), rewards.dtype, checked.bounds[1])
+    args = _core_args(rewards, bins, groups, num_bins, options)
+    grad = _core.pairwise_bin_mmd_matrix_vjp(*args, upstream.cpu().reshape(-1).numpy())
+    return narrow(torch.from_numpy(grad), rewards.dtype)
 
 
 @_matrix_vjp_op.register_fake
@@ -318,30 +221,34 @@ _matrix_op.register_autograd(_matrix_backward, setup_context=_matrix_setup)
 # The torch reference
 
 
-def _reference_matrix(r, b, g, num_bins, options: MmdOptions):
-    num_groups, resolved_bins = check_values(r, b, g, num_bins)
-    bandwidths = resolve_bandwidth(r, options.core_bandwidth)
-    cells = b.to(torch.int64) if g is None else g.to(torch.int64) * resolved_bins + b.to(torch.int64)
-    return reference.matrix(r, cells, num_groups, resolved_bins, options.kernel, bandwidths, options.estimator)
+def _reference_matrix(r, b, g, num_bins, options: MmdOptions) -> torch.Tensor:
+    """The (G, M, M) matrix in r's dtype, differentiable in r."""
+    checked = problem.prepare(r, b, g, num_bins, options)
+    return narrow(reference.matrix(checked), r.dtype, checked.bounds[0])
 
 
-def _reference_value(r, b, g, num_bins, options: MmdOptions):
-    matrix = _reference_matrix(r, b, g, num_bins, options)
-    return epilogue.reduce(matrix, options.reduction).to(r.dtype)
+def _reference_value(r, b, g, num_bins, options: MmdOptions) -> torch.Tensor:
+    checked = problem.prepare(r, b, g, num_bins, options)
+    return narrow(reference.value(checked, options.reduction), r.dtype, checked.bounds[0])
 
 
 # --------------------------------------------------------------------------------------------------
 # Dispatch (called by causal_rewards.functional with validated options)
 
 
+def _op_args(options: MmdOptions) -> tuple:
+    """(kernel, bandwidth, median, estimator) as the custom ops take them."""
+    return options.kernel, options.bandwidths, options.median, options.estimator
+
+
 def dispatch_pairwise(rewards, bins, num_bins, groups, options: MmdOptions):
     """pairwise_bin_mmd for tensors (or numpy input on the torch / Triton backends)."""
     r, b, g, numpy_out = _inputs(rewards, bins, groups)
-    backend = _resolve_backend(options.backend, r.device)
-    op_options = (options.kernel, options.bandwidths, options.median, options.estimator)
+    backend = _resolve_backend(options.backend, r.device, num_bins)
+    op_options = _op_args(options)
     if options.reduction == "none":
         if backend == "torch":
-            out = _reference_matrix(r, b, g, num_bins, options).to(r.dtype)
+            out = _reference_matrix(r, b, g, num_bins, options)
         else:
             out = _matrix_op(r, b, g, num_bins, *op_options, backend)
         out = out if g is not None else out[0]
@@ -357,7 +264,7 @@ def dispatch_value_and_grad(rewards, bins, num_bins, groups, options: MmdOptions
     """(value, d value / d rewards): the value stays attached to the rewards' graph; the gradient is
     detached."""
     r, b, g, numpy_out = _inputs(rewards, bins, groups)
-    backend = _resolve_backend(options.backend, r.device)
+    backend = _resolve_backend(options.backend, r.device, num_bins)
     if backend == "torch":
         leaf = r if r.requires_grad else r.detach().requires_grad_(True)
         with torch.enable_grad():
@@ -365,10 +272,7 @@ def dispatch_value_and_grad(rewards, bins, num_bins, groups, options: MmdOptions
             (grad,) = torch.autograd.grad(value, leaf, retain_graph=r.requires_grad)
         value = value if r.requires_grad else value.detach()
     else:
-        value, grad = _value_and_grad_op(
-            r, b, g, num_bins, options.kernel, options.bandwidths, options.median, options.estimator,
-            options.reduction, backend,
-        )
+        value, grad = _value_and_grad_op(r, b, g, num_bins, *_op_args(options), options.reduction, backend)
         grad = grad.detach()
     if numpy_out:
         return float(value), grad.to(torch.float64).cpu().numpy()

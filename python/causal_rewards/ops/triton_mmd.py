@@ -1,29 +1,42 @@
 """Host side of the fused Triton kernels: launches, then the small M x M epilogue in float64.
 
-Exact estimators (one launch, ``row_bin_sums``): tiles of (row block, column block) compute k and
-dk/dr in registers and reduce them per row and per bin with a one-hot ``tl.dot`` against the
-column block's bins, giving T[i, q] = sum_{j in (g_i, q)} k(r_i - r_j) and D[i, q], the same sum of
-k'. The n x n matrix never exists; memory is O(n M). Then
-    S_gpq = sum_{i in cell (g, p)} T[i, q],   MMD^2 from S and the counts (``epilogue``),
-    value = sum_gpq w_gpq MMD^2_gpq,          W = d value / d S (``epilogue.sum_weights``),
-    d value / d r_i = 2 sum_q W[g_i, b_i, q] D[i, q]       (k' is odd, W symmetric).
-Linear estimator (two launches): ``linear_pair_sums`` for the matrix, then ``linear_grad`` with the
-pair weights, each program owning one cell of the rewards sorted by cell (input order kept).
+Rewards are scaled once (``scaling``, base2) and sorted by cell (group, bin), so that a cell is a
+contiguous segment; the segments are cut into tiles of at most BLOCK rewards, each inside one cell.
 
-Accumulation is float64 for float64 input and float32 otherwise (float16 / bfloat16 included).
-On CPU tensors the kernels run in Triton's interpreter (slow; for tests).
+Exact estimators (``pair_sweep``): every unordered pair of tiles of a group once. A tile pair
+(a, b) lies in one cell pair (p, q), so the per-bin sums are plain reductions of the tile: its block
+sum adds to S_pq, its row sums (for a) and column sums (for b) of t = -k' (up to a constant) add to
+the gradient with the constant weight W_pq = d value / d S_pq. For "mean" and "sum" W follows from
+the counts before the sweep, so one pass gives value and gradient; "max" needs the matrix first (a
+second pass, over the tile pairs with a weight only). Programs own disjoint output slots that are
+summed in a fixed order afterwards: no atomics, and a run repeats bit for bit.
+    S = A + A^T (A: the visited tile pairs' block sums, half of each diagonal tile),
+    MMD^2 from S and the counts (``epilogue``), value = sum_gpq w_gpq MMD^2_gpq,
+    d value / d r_i = 2 sum_j W[b_i, b_j] k'(r_i - r_j).
+Linear estimator (two launches): ``linear_pair_sums`` for the matrix, then ``linear_grad`` with the
+pair weights, each program owning one cell.
+
+Accumulation: float32 for float32 input and lower (float64 when the scaled rewards leave float32's
+range), float64 for float64; each tile's sums are combined in float64. On CPU tensors the kernels
+run in Triton's interpreter (slow; for tests).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
+import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from . import epilogue
+from .problem import Problem, require_memory
+from .scaling import Scaling, kernel_at_zero, narrow
 
 KERNEL_IDS = {"rbf": 0, "laplacian": 1, "imq": 2, "energy": 3}
+_SLOPE = {"rbf": 2.0 * math.log(2.0), "laplacian": math.log(2.0), "imq": 1.0, "energy": 1.0}  # C in dk/dd = -C t
 MAX_BINS = 256
 _loaded: dict[bool, object] = {}
 
@@ -66,24 +79,42 @@ def kernels(interpret: bool):
     return _loaded[interpret]
 
 
-def _setup(rewards, bins, groups, num_groups, num_bins, kernel, bandwidths):
-    if num_bins > MAX_BINS:
-        raise ValueError(f"backend='triton' supports up to {MAX_BINS} bins, got num_bins={num_bins}")
-    compute = torch.float64 if rewards.dtype == torch.float64 else torch.float32
-    if kernel == "energy":
-        scales = [1.0]
+def value_and_grad(problem: Problem, reduction: str, config: Config | None = None):
+    """(value in float64, d value / d rewards in the compute dtype) for a scalar reduction.
+
+    "mean" and "sum": one sweep, the weights following from the counts. "max": two, the second
+    only over the tile pairs of the winning pairs.
+    """
+    sweep = _sweep(problem, config)
+    if reduction == "max":
+        matrix = sweep.matrix()
+        pair_weights = epilogue.reduction_weights(matrix, reduction)
+        grad = sweep.grad(pair_weights)
     else:
-        scales = [
-            {"rbf": 1.0 / (2.0 * s * s), "laplacian": 1.0 / s, "imq": 1.0 / (s * s)}[kernel]
-            for s in bandwidths
-        ]
-    scales = torch.tensor(scales, dtype=torch.float64, device=rewards.device)
-    cells = (
-        bins.to(torch.int64) if groups is None else groups.to(torch.int64) * num_bins + bins.to(torch.int64)
-    )
-    counts = torch.bincount(cells, minlength=num_groups * num_bins).reshape(num_groups, num_bins)
-    module = kernels(interpret=rewards.device.type == "cpu")
-    return compute, scales, cells, counts, module
+        pair_weights = epilogue.count_weights(problem.counts, problem.estimator, reduction)
+        matrix, grad = sweep.matrix_and_grad(pair_weights)
+    return epilogue.weighted_sum(matrix, pair_weights), grad
+
+
+def matrix(problem: Problem, config: Config | None = None):
+    """The (G, M, M) matrix (float64)."""
+    return _sweep(problem, config).matrix()
+
+
+def matrix_vjp(problem: Problem, upstream: torch.Tensor, config: Config | None = None):
+    """Gradient of sum(upstream * matrix) with respect to the rewards."""
+    shape = (problem.num_groups, problem.num_bins, problem.num_bins)
+    pair_weights = epilogue.fold_upstream(upstream.reshape(shape), problem.counts, problem.estimator)
+    return _sweep(problem, config).grad(pair_weights)
+
+
+def _sweep(problem: Problem, config: Config | None):
+    if problem.num_bins > MAX_BINS:
+        raise ValueError(f"backend='triton' supports up to {MAX_BINS} bins, got num_bins={problem.num_bins}")
+    n, cells = problem.rewards.shape[0], float(problem.num_cells)
+    buffers = 8.0 * (16 * cells * problem.num_bins + 2 * 32 * n + 32 * (n / 16 + cells) * max(16, problem.num_bins))
+    require_memory(buffers, "backend='triton'", problem.rewards.device)
+    return (_LinearSweep if problem.estimator == "linear" else _ExactSweep)(problem, config)
 
 
 def _triton_dtype(dtype):
@@ -92,199 +123,259 @@ def _triton_dtype(dtype):
     return tl.float64 if dtype == torch.float64 else tl.float32
 
 
-def _blocks(num_bins: int, block_i: int | None, block_j: int | None):
-    block_m = max(16, 1 << (num_bins - 1).bit_length())
-    default_i = 64 if block_m <= 32 else (32 if block_m <= 128 else 16)
-    return block_i or default_i, block_j or 64, block_m
+# --------------------------------------------------------------------------------------------------
+# Launch configurations
 
 
-def row_sums(rewards, bins, groups, num_bins, kernel, scales, compute, module, block_i=None, block_j=None):
-    """T and D (n, M) of the exact sweep (see the module docstring)."""
-    n = rewards.shape[0]
-    block_i, block_j, block_m = _blocks(num_bins, block_i, block_j)
-    sums = torch.empty((n, num_bins), dtype=compute, device=rewards.device)
-    slopes = torch.empty_like(sums)
-    bins32 = bins.to(torch.int32).contiguous()
-    groups32 = bins32 if groups is None else groups.to(torch.int32).contiguous()
-    grid = (triton_cdiv(n, block_i),)
-    module.row_bin_sums[grid](
-        rewards.contiguous(),
-        bins32,
-        groups32,
-        scales,
-        n,
-        num_bins,
-        sums,
-        slopes,
-        NUM_SCALES=scales.shape[0],
-        KERNEL=KERNEL_IDS[kernel],
-        HAS_GROUPS=groups is not None,
-        DTYPE=_triton_dtype(compute),
-        BLOCK_I=block_i,
-        BLOCK_J=block_j,
-        BLOCK_M=block_m,
-        num_warps=4 if block_m <= 64 else 8,
-    )
-    return sums, slopes
+@dataclass(frozen=True)
+class Config:
+    """One launch configuration of the exact sweep: square tiles of ``block`` rewards, and at most
+    ``chunks`` chunks of tiles a side (chunks (chunks + 1) / 2 programs)."""
+
+    block: int
+    num_warps: int
+    num_stages: int = 1
+    chunks: int = 32
 
 
-def triton_cdiv(a: int, b: int) -> int:
-    return -(-a // b)
+_WARPS = {16: (1, 2), 32: (2, 4), 64: (4, 8)}  # 128 would need more registers than a block can hold
+AUTOTUNE = True  # time the candidates once per problem shape on the GPU (see _choose)
+AUTOTUNE_MIN_N = 4096  # below, launches are too short for the choice to matter
+_tuned: dict[tuple, Config] = {}
 
 
-class _Sorted:
-    """The rewards sorted by cell, input order kept within a cell (the linear estimator's samples)."""
+def candidates(n: int, num_cells: int) -> list[Config]:
+    """The configurations worth trying for n rewards in num_cells cells, the default first.
 
-    def __init__(self, rewards, cells, counts, compute):
-        self.order = torch.sort(cells, stable=True).indices
-        self.values = rewards[self.order].to(compute).contiguous()
-        flat = counts.reshape(-1)
-        self.counts = flat.to(torch.int32).contiguous()
-        self.starts = (torch.cumsum(flat, 0) - flat).to(torch.int32).contiguous()
-
-
-def _linear_matrix(layout, counts, kernel, scales, compute, module, block):
-    num_groups, num_bins = counts.shape
-    out = torch.zeros(num_groups * num_bins * num_bins, dtype=compute, device=counts.device)
-    module.linear_pair_sums[(num_groups * num_bins,)](
-        layout.values,
-        layout.starts,
-        layout.counts,
-        scales,
-        num_bins,
-        out,
-        NUM_SCALES=scales.shape[0],
-        KERNEL=KERNEL_IDS[kernel],
-        DTYPE=_triton_dtype(compute),
-        BLOCK=block,
-    )
-    upper = out.reshape(num_groups, num_bins, num_bins).to(torch.float64)
-    half = torch.minimum(counts[:, :, None] // 2, counts[:, None, :] // 2)
-    value = upper / half.clamp(min=1)
-    value = value + value.transpose(1, 2)  # the kernel wrote p < q only
-    eye = torch.eye(num_bins, dtype=torch.bool, device=counts.device)
-    matrix = torch.where((half >= 1) & ~eye, value, torch.full_like(value, float("nan")))
-    return torch.where(eye, torch.zeros_like(matrix), matrix)
+    A tile lies inside one cell, so the default block is the largest power of two (16 to 64) that a
+    mean cell fills; the candidates are it and its neighbours, with their warp counts, and the default
+    with two pipeline stages.
+    """
+    per_cell = max(1, n // max(1, num_cells))
+    default = min(64, max(16, 1 << (per_cell.bit_length() - 1)))
+    blocks = [default] + [b for b in (default // 2, default * 2) if 16 <= b <= 64]
+    configs = [Config(b, w) for b in blocks for w in _WARPS[b]]
+    return configs + [Config(default, _WARPS[default][0], num_stages=2)]
 
 
-def _linear_grad(layout, counts, kernel, scales, pair_weights, compute, module, block):
-    num_groups, num_bins = counts.shape
-    weights = (pair_weights + pair_weights.transpose(1, 2)).to(compute).contiguous()
-    grad_sorted = torch.zeros_like(layout.values)
-    module.linear_grad[(num_groups * num_bins,)](
-        layout.values,
-        layout.starts,
-        layout.counts,
-        scales,
-        weights,
-        num_bins,
-        grad_sorted,
-        NUM_SCALES=scales.shape[0],
-        KERNEL=KERNEL_IDS[kernel],
-        DTYPE=_triton_dtype(compute),
-        BLOCK=block,
-    )
-    grad = torch.empty_like(grad_sorted)
-    grad[layout.order] = grad_sorted
-    return grad
+def autotune_key(sweep: _ExactSweep, need_sums: bool, need_grad: bool) -> tuple:
+    n, num_cells = sweep.sorted.shape[0], sweep.problem.num_groups * sweep.problem.num_bins
+    per_cell = max(1, n // num_cells)
+    return (*sorted(sweep.constants.items()), need_sums, need_grad, n.bit_length(), per_cell.bit_length())
 
 
-def _exact_matrix(sums, cells, counts, estimator, kernel):
-    num_groups, num_bins = counts.shape
-    per_cell = torch.zeros((num_groups * num_bins, num_bins), dtype=torch.float64, device=sums.device)
-    per_cell.index_add_(0, cells, sums.to(torch.float64))
-    k0 = 0.0 if kernel == "energy" else 1.0
-    return epilogue.matrix_from_sums(
-        per_cell.reshape(num_groups, num_bins, num_bins), counts, estimator == "unbiased", k0
-    )
+def _choose(sweep: _ExactSweep, need_sums: bool, need_grad: bool, weights) -> Config:
+    """The fastest candidate, timed once per key on the GPU; the default for small n. In the
+    interpreter (CPU tensors), where every program costs Python time, the default in a few programs."""
+    n, num_cells = sweep.sorted.shape[0], sweep.problem.num_groups * sweep.problem.num_bins
+    configs = candidates(n, num_cells)
+    if sweep.sorted.device.type != "cuda":
+        return dataclasses.replace(configs[0], chunks=2)
+    if n < AUTOTUNE_MIN_N or not AUTOTUNE:
+        return configs[0]
+    key = autotune_key(sweep, need_sums, need_grad)
+    if key not in _tuned:
+        times = {}
+        for config in configs:
+            sweep.launch(config, need_sums, need_grad, weights)  # compile and warm up
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            for _ in range(3):
+                sweep.launch(config, need_sums, need_grad, weights)
+            end.record()
+            end.synchronize()
+            times[config] = start.elapsed_time(end)
+        _tuned[key] = min(times, key=times.get)
+    return _tuned[key]
 
 
-def _exact_grad(slopes, cells, counts, pair_weights, estimator):
-    num_groups, num_bins = counts.shape
-    w = epilogue.sum_weights(pair_weights, counts, estimator == "unbiased").reshape(
-        num_groups * num_bins, num_bins
-    )
-    return 2.0 * (w[cells].to(slopes.dtype) * slopes).sum(dim=1)
+# --------------------------------------------------------------------------------------------------
+# The sweeps
 
 
-def _value(matrix, pair_weights):
-    ok = pair_weights != 0
-    return (pair_weights * torch.where(ok, matrix, torch.zeros_like(matrix))).sum()
+class _Sweep:
+    """What both estimators share: the scaled rewards sorted by cell, the kernel module and the
+    conversion of the results (see ``scaling``; base2: log2(e) folded into the scale)."""
+
+    def __init__(self, problem: Problem, config: Config | None):
+        self.problem = problem
+        self.config = config
+        self.scale = Scaling.of(problem.kernel, problem.bandwidths, problem.max_abs, base2=True)
+        self.compute = self.scale.dtype_for(problem.rewards.dtype, problem.max_abs)
+        u = self.scale.apply(problem.rewards.detach(), self.compute)
+        self.sorted = u[problem.by_cell.order].contiguous()
+        self.module = kernels(interpret=problem.rewards.device.type == "cpu")
+        self.ratios = torch.tensor(self.scale.ratios, dtype=torch.float64, device=u.device)
+        self.constants = {
+            "NUM_SCALES": len(self.scale.ratios),
+            "KERNEL": KERNEL_IDS[problem.kernel],
+            "DTYPE": _triton_dtype(self.compute),
+        }
+
+    def matrix_and_grad(self, pair_weights):
+        return self.matrix(), self.grad(pair_weights)
+
+    def finish_sums(self, sums: torch.Tensor) -> torch.Tensor:
+        """Kernel sums (summed over the bandwidths) to the mean kernel's, in float64."""
+        return sums.to(torch.float64) / len(self.scale.ratios)
+
+    def finish_grad(self, sorted_t: torch.Tensor) -> torch.Tensor:
+        """d value / d rewards, in the compute dtype, from sum_j w_ij t_ij per sorted reward."""
+        factor = -_SLOPE[self.problem.kernel] / len(self.scale.ratios) * self.scale.grad_scale
+        grad = self.problem.by_cell.unsort(sorted_t.to(torch.float64) * factor)
+        return narrow(grad, self.compute, self.problem.bounds[1])
 
 
-def value_and_grad(
-    rewards,
-    bins,
-    groups,
-    num_groups,
-    num_bins,
-    kernel,
-    bandwidths,
-    estimator,
-    reduction,
-    block_i=None,
-    block_j=None,
-):
-    """(value, d value / d rewards) for a scalar reduction."""
-    compute, scales, cells, counts, module = _setup(
-        rewards, bins, groups, num_groups, num_bins, kernel, bandwidths
-    )
-    if estimator == "linear":
-        layout = _Sorted(rewards, cells, counts, compute)
-        block = block_j or 64
-        matrix = _linear_matrix(layout, counts, kernel, scales, compute, module, block)
-        pair_weights = epilogue.reduction_weights(matrix, reduction)
-        grad = _linear_grad(layout, counts, kernel, scales, pair_weights, compute, module, block)
-        return _value(matrix, pair_weights), grad
-    sums, slopes = row_sums(
-        rewards, bins, groups, num_bins, kernel, scales, compute, module, block_i, block_j
-    )
-    matrix = _exact_matrix(sums, cells, counts, estimator, kernel)
-    pair_weights = epilogue.reduction_weights(matrix, reduction)
-    return _value(matrix, pair_weights), _exact_grad(slopes, cells, counts, pair_weights, estimator)
+class _ExactSweep(_Sweep):
+    """One launch of ``pair_sweep``: each unordered pair of tiles once (see the module docstring)."""
 
+    def __init__(self, problem: Problem, config: Config | None):
+        super().__init__(problem, config)
+        if self.sorted.shape[0] >= 2**31:
+            raise ValueError(f"backend='triton' takes fewer than 2**31 rewards, got {self.sorted.shape[0]}")
+        self.constants["MASKED"], self.pads = self._pads()
+        self._tiles: dict[int, Tiles] = {}
 
-def matrix(
-    rewards, bins, groups, num_groups, num_bins, kernel, bandwidths, estimator, block_i=None, block_j=None
-):
-    """The (G, M, M) matrix (float64)."""
-    compute, scales, cells, counts, module = _setup(
-        rewards, bins, groups, num_groups, num_bins, kernel, bandwidths
-    )
-    if estimator == "linear":
-        layout = _Sorted(rewards, cells, counts, compute)
-        return _linear_matrix(layout, counts, kernel, scales, compute, module, block_j or 64)
-    sums, _ = row_sums(rewards, bins, groups, num_bins, kernel, scales, compute, module, block_i, block_j)
-    return _exact_matrix(sums, cells, counts, estimator, kernel)
+    def _pads(self):
+        """(masked, [pad_row, pad_col]): rbf and laplacian put the padding lanes so far away that
+        every term with them is exactly 0 (no masks per pair), where the dtype's range allows."""
+        largest = self.problem.max_abs * self.scale.alpha
+        pad = 2.0 * largest + 2048.0 / min(self.scale.ratios)
+        masked = self.problem.kernel not in ("rbf", "laplacian") or not 4.0 * pad < torch.finfo(self.compute).max
+        pads = [0.0, 0.0] if masked else [-pad, pad]
+        return masked, torch.tensor(pads, dtype=self.compute, device=self.sorted.device)
 
+    def tiles(self, block: int) -> Tiles:
+        if block not in self._tiles:
+            self._tiles[block] = Tiles.of(self.problem, block)
+        return self._tiles[block]
 
-def matrix_vjp(
-    rewards,
-    bins,
-    groups,
-    num_groups,
-    num_bins,
-    kernel,
-    bandwidths,
-    estimator,
-    upstream,
-    block_i=None,
-    block_j=None,
-):
-    """Gradient of sum(upstream * matrix) with respect to the rewards."""
-    compute, scales, cells, counts, module = _setup(
-        rewards, bins, groups, num_groups, num_bins, kernel, bandwidths
-    )
-    upstream = upstream.to(torch.float64).reshape(num_groups, num_bins, num_bins)
-    if estimator == "linear":
-        layout = _Sorted(rewards, cells, counts, compute)
-        block = block_j or 64
-        pair_weights = epilogue.fold_upstream(
-            upstream, _linear_matrix(layout, counts, kernel, scales, compute, module, block)
+    def launch(self, config: Config, need_sums: bool, need_grad: bool, weights=None):
+        """(tile sums (T, BLOCK_M) or None, sum_j w t per sorted reward or None)."""
+        tiles = self.tiles(config.block)
+        n, num_bins = self.sorted.shape[0], self.problem.num_bins
+        chunk = -(-tiles.count // min(config.chunks, tiles.count))
+        num_chunks = -(-tiles.count // chunk)
+        chunk_x, chunk_y = torch.triu_indices(num_chunks, num_chunks, device=self.sorted.device).to(torch.int32)
+        block_m = max(16, 1 << (num_bins - 1).bit_length())
+        device, f64 = self.sorted.device, torch.float64
+        sums = torch.zeros((num_chunks, tiles.count, block_m) if need_sums else 1, dtype=f64, device=device)
+        rows = torch.zeros((num_chunks, n) if need_grad else 1, dtype=f64, device=device)
+        cols = torch.zeros_like(rows)
+        self.module.pair_sweep[(chunk_x.shape[0],)](
+            self.sorted, tiles.start, tiles.length, tiles.cell, tiles.next, tiles.end, chunk_x, chunk_y, self.ratios,
+            weights if weights is not None else rows, n, num_bins, tiles.count, chunk, self.pads, sums, rows,
+            cols, NEED_SUMS=need_sums, NEED_GRAD=need_grad, BLOCK=config.block, BLOCK_M=block_m,
+            num_warps=config.num_warps, num_stages=config.num_stages, **self.constants,
         )
-        return _linear_grad(layout, counts, kernel, scales, pair_weights, compute, module, block)
-    sums, slopes = row_sums(
-        rewards, bins, groups, num_bins, kernel, scales, compute, module, block_i, block_j
-    )
-    pair_weights = epilogue.fold_upstream(upstream, _exact_matrix(sums, cells, counts, estimator, kernel))
-    return _exact_grad(slopes, cells, counts, pair_weights, estimator)
+        return (sums.sum(0) if need_sums else None), (rows.sum(0) + cols.sum(0) if need_grad else None)
+
+    def _run(self, need_sums: bool, need_grad: bool, pair_weights=None):
+        problem = self.problem
+        weights = None
+        if need_grad:
+            w = epilogue.sum_weights(pair_weights, problem.counts, problem.unbiased)
+            weights = w.reshape(problem.num_groups * problem.num_bins, problem.num_bins).contiguous()
+        config = self.config or _choose(self, need_sums, need_grad, weights)
+        tile_sums, sorted_t = self.launch(config, need_sums, need_grad, weights)
+        matrix = self._matrix(self.tiles(config.block).cell_sums(tile_sums)) if need_sums else None
+        # d value / d u_i = 2 sum_j W[b_i, b_j] k'(u_i - u_j): k' odd and W symmetric
+        return matrix, (self.finish_grad(2.0 * sorted_t) if need_grad else None)
+
+    def _matrix(self, half_sums: torch.Tensor) -> torch.Tensor:
+        problem = self.problem
+        sums = self.finish_sums(half_sums + half_sums.transpose(1, 2))  # each unordered pair was visited once
+        matrix = epilogue.matrix_from_sums(sums, problem.counts, problem.unbiased, kernel_at_zero(problem.kernel))
+        return matrix * self.scale.value_scale
+
+    def matrix(self):
+        return self._run(True, False)[0]
+
+    def grad(self, pair_weights):
+        return self._run(False, True, pair_weights)[1]
+
+    def matrix_and_grad(self, pair_weights):
+        return self._run(True, True, pair_weights)
+
+
+@dataclass(frozen=True)
+class Tiles:
+    """The sorted rewards cut into tiles of at most ``block`` that each lie inside one cell, padded
+    to a count that does not depend on the data (ceil(n / block) + G M), built on the device."""
+
+    count: int
+    num_groups: int
+    num_bins: int
+    start: torch.Tensor  # int32 first sorted position
+    length: torch.Tensor  # int32, 0 for padding tiles
+    per_cell: torch.Tensor  # int64 number of tiles of each cell
+    cell: torch.Tensor  # int32 cell (G M for padding tiles)
+    next: torch.Tensor  # int32 first tile of the next cell (the tile itself + 1 for padding)
+    end: torch.Tensor  # int32 first tile past the tile's group (the tile itself + 1 for padding)
+
+    @classmethod
+    def of(cls, problem: Problem, block: int) -> Tiles:
+        by_cell = problem.by_cell
+        num_cells = problem.num_groups * problem.num_bins
+        per_cell = (by_cell.counts + block - 1) // block
+        last = torch.cumsum(per_cell, 0)
+        first = torch.cat([last.new_zeros(1), last])  # first[c]: first tile of cell c; first[G M]: total
+        count = -(-problem.rewards.shape[0] // block) + num_cells
+        index = torch.arange(count, device=per_cell.device)
+        cell = torch.searchsorted(last, index, right=True)
+        valid = cell < num_cells
+        inside = cell.clamp(max=num_cells - 1)
+        offset = (index - first[inside]) * block
+        length = torch.where(valid, (by_cell.counts[inside] - offset).clamp(0, block), 0)
+        group_end = first[(inside // problem.num_bins + 1) * problem.num_bins]
+        as32 = lambda values: values.to(torch.int32).contiguous()
+        return cls(
+            count=count,
+            num_groups=problem.num_groups,
+            num_bins=problem.num_bins,
+            per_cell=per_cell,
+            start=as32(torch.where(valid, by_cell.starts[inside] + offset, 0)),
+            length=as32(length),
+            cell=as32(torch.where(valid, cell, num_cells)),
+            next=as32(torch.where(valid, first[inside + 1], index + 1)),
+            end=as32(torch.where(valid, group_end, index + 1)),
+        )
+
+    def cell_sums(self, tile_sums: torch.Tensor) -> torch.Tensor:
+        """(G, M, M) per-cell sums from per-tile ones (T, BLOCK_M): a cell's tiles are consecutive,
+        and a segment reduction adds each segment in order (no atomics)."""
+        lengths = torch.cat([self.per_cell, (self.count - self.per_cell.sum()).reshape(1)])
+        per_cell = torch.segment_reduce(tile_sums, "sum", lengths=lengths, axis=0)[:-1]  # not the padding
+        return per_cell[:, : self.num_bins].reshape(self.num_groups, self.num_bins, self.num_bins)
+
+
+class _LinearSweep(_Sweep):
+    """Two launches, one program per cell: the pair sums, then the gradient with the pair weights."""
+
+    BLOCK = 64
+
+    def __init__(self, problem: Problem, config: Config | None):
+        super().__init__(problem, config)
+        self.block = config.block if config else self.BLOCK
+        self.starts = problem.by_cell.starts.to(torch.int32).contiguous()
+        self.counts = problem.by_cell.counts.to(torch.int32).contiguous()
+
+    def matrix(self):
+        num_groups, num_bins = self.problem.num_groups, self.problem.num_bins
+        out = torch.zeros(num_groups * num_bins * num_bins, dtype=self.compute, device=self.sorted.device)
+        self.module.linear_pair_sums[(num_groups * num_bins,)](
+            self.sorted, self.starts, self.counts, self.ratios, num_bins, out, BLOCK=self.block,
+            **self.constants,
+        )
+        upper = out.reshape(num_groups, num_bins, num_bins)
+        sums = self.finish_sums(upper + upper.transpose(1, 2))  # the kernel wrote p < q only
+        return epilogue.linear_matrix(sums, self.problem.counts) * self.scale.value_scale
+
+    def grad(self, pair_weights):
+        weights = (pair_weights + pair_weights.transpose(1, 2)).to(self.compute).contiguous()
+        sorted_t = torch.zeros_like(self.sorted)
+        self.module.linear_grad[(self.problem.num_groups * self.problem.num_bins,)](
+            self.sorted, self.starts, self.counts, self.ratios, weights, self.problem.num_bins, sorted_t,
+            BLOCK=self.block, **self.constants,
+        )
+        return self.finish_grad(sorted_t)
