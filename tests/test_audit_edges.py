@@ -446,10 +446,6 @@ def test_the_report_reads_every_key_of_the_core_result_and_no_other():
     assert set(exact) == set(grid) == finish_module.RESULT_KEYS
 
 
-# ---------------------------------------------------------------- waiting for the Rust core ---------------------
-@pytest.mark.xfail(
-    strict=True, reason="the core's rbf / imq audits are not scale-safe yet (statistic 0, p = 1)"
-)
 @pytest.mark.parametrize("method", ["exact", "grid"])
 @pytest.mark.parametrize("kernel", ["rbf", "imq"])
 @pytest.mark.parametrize("scale", [1e-160, 1e-300, 1e300])
@@ -462,9 +458,6 @@ def test_extreme_reward_scales_keep_the_scale_free_statistic(kernel, method, sca
     assert scaled.pvalue == base.pvalue
 
 
-@pytest.mark.xfail(
-    run=False, reason="the core's audits with many condition values take memory in groups x grid (8 GB here)"
-)
 @pytest.mark.parametrize("permutations", [0, 100])
 def test_a_per_prompt_condition_is_linear_in_rows(permutations):
     import resource

@@ -6,10 +6,10 @@ of it. This package computes that penalty and its gradient fast, trains with it,
 reward model's scores for such dependence.
 """
 
-from ._core import num_threads, set_num_threads, set_parallelism
 from .audit import AuditReport, audit
 from .binning import Binner
 from .functional import median_bandwidth, mmd, pairwise_bin_mmd, pairwise_bin_mmd_value_and_grad
+from .parallel import max_num_threads, num_threads, set_num_threads, set_parallelism
 
 __version__ = "0.1.0"
 
@@ -19,6 +19,7 @@ __all__ = [
     "CausalRewardLoss",
     "CausalRewardOutput",
     "audit",
+    "max_num_threads",
     "median_bandwidth",
     "mmd",
     "num_threads",

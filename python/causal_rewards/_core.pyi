@@ -17,7 +17,6 @@ _Matrix: TypeAlias = npt.NDArray[np.float64]
 
 __all__ = [
     "audit_grid",
-    "audit_progress",
     "audit_rewards",
     "check_input",
     "environment_threads",
@@ -160,5 +159,3 @@ def audit_grid(
 ) -> _AuditResult:
     """Audit ("grid") from summed sketch arrays; ``progress`` as for ``audit_rewards``."""
 
-def audit_progress() -> tuple[int, int]:
-    """(finished, planned) permutations of the audit running now (shared by concurrent audits)."""

@@ -15,10 +15,8 @@ energy -|d|. NumPy input runs in the Rust core; torch tensors go through the dif
 
 from __future__ import annotations
 
-import numpy as np
-
 from . import _core
-from ._validation import any_tensor, as_labels, as_rewards
+from ._validation import any_tensor, as_labels, as_rewards, is_tensor
 from .options import MmdOptions, check_num_bins
 
 
@@ -113,21 +111,18 @@ def mmd(x, y, *, kernel="rbf", bandwidth=1.0, estimator="biased"):
         from .ops import torch_ops
 
         return torch_ops.dispatch_mmd(x, y, options)
-    xs, ys = as_rewards(x, "x"), as_rewards(y, "y")
-    for name, sample in (("x", xs), ("y", ys)):
-        bad = np.flatnonzero(~np.isfinite(sample))
-        if bad.size:  # named here: after concatenation the core would only see "rewards"
-            value = "NaN" if np.isnan(sample[bad[0]]) else str(float(sample[bad[0]]))
-            raise ValueError(f"{name}[{bad[0]}] is {value}: values must be finite")
-    rewards = np.concatenate([xs.astype(np.float64, copy=False), ys.astype(np.float64, copy=False)])
-    bins = np.repeat(np.array([0, 1], dtype=np.int64), [xs.size, ys.size])
-    value, _, _ = _core.pairwise_bin_mmd(rewards, bins, None, 2, *_core_options(options))
-    return value
+    return _core.mmd(as_rewards(x, "x"), as_rewards(y, "y"), options.kernel, options.core_bandwidth, options.estimator)
 
 
 def median_bandwidth(rewards) -> float:
-    """The median of |r_i - r_j| over all pairs i < j, exact in O(n log n); 1.0 if it is 0."""
-    return _core.median_bandwidth(np.asarray(as_rewards(rewards), dtype=np.float64))
+    """The median of |r_i - r_j| over all pairs i < j, exact in O(n log n); 1.0 if it is 0.
+
+    Accepts what ``pairwise_bin_mmd`` accepts as rewards, torch tensors included (read on the CPU).
+    """
+    if is_tensor(rewards):
+        rewards = rewards.detach().cpu()
+        rewards = (rewards.double() if rewards.dtype.is_floating_point else rewards).numpy()
+    return _core.median_bandwidth(as_rewards(rewards))
 
 
 def _on_torch(options: MmdOptions, *values) -> bool:

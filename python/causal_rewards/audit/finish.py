@@ -4,11 +4,9 @@ Both engines end here, on the driver."""
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 
-from .._core import audit_grid, audit_progress, audit_rewards
+from .._core import audit_grid, audit_rewards
 from .._io import progress_bar
 from .passes import FirstPass, SecondPass
 from .plan import Plan
@@ -37,54 +35,27 @@ RESULT_KEYS = frozenset(
 )
 
 
-def _with_progress(call, enabled: bool, permutations: int):
-    """Runs the core call (which releases the GIL) in a thread while a bar follows its permutations."""
-    if not enabled or permutations < 1:
-        return call()
-    outcome = {}
-
-    def target():
-        try:
-            outcome["result"] = call()
-        except BaseException as error:  # noqa: BLE001 - re-raised in the calling thread below
-            outcome["error"] = error
-
-    worker = threading.Thread(target=target, daemon=True)
-    worker.start()
-    with progress_bar(total=permutations, desc="audit: permutations", enabled=True) as bar:
-        while worker.is_alive():
-            worker.join(0.2)
-            done, planned = audit_progress()
-            if planned == permutations:
-                bar.update(max(0, min(done, permutations) - bar.n))
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["result"]
-
-
-def _core_bandwidth(spec: Spec):
-    # The energy kernel has no bandwidth: a fixed one spares the core a median.
-    return [1.0] if spec.kernel == "energy" else spec.options.core_bandwidth
-
-
 def compute(second: SecondPass, spec: Spec, plan: Plan, progress: bool = False) -> dict:
-    """The core's audit result (a dict; keys as documented in ``_core.pyi``)."""
+    """The core's audit result (a dict; keys as documented in ``_core.pyi``). The core calls
+    ``progress`` back on this thread while it works (Ctrl-C is polled there too)."""
     m = plan.bins.num_bins
-    options = (spec.kernel, _core_bandwidth(spec), spec.options.estimator, spec.permutations, spec.seed)
-    if plan.method == "grid":
-        fine, coarse, pooled, counts = second.sketch
+    options = (spec.kernel, spec.options.core_bandwidth, spec.options.estimator, spec.permutations, spec.seed)
+    with progress_bar(total=spec.permutations, desc="audit: permutations", enabled=progress) as bar:
 
-        def call():
-            return audit_grid(fine, coarse, pooled, counts, plan.low, plan.high, plan.num_groups, m, *options)
-    else:
+        def report(done: int, planned: int) -> None:
+            if planned == spec.permutations:
+                bar.update(max(0, min(done, planned) - bar.n))
+
+        callback = report if progress and spec.permutations > 0 else None
+        if plan.method == "grid":
+            fine, coarse, pooled, counts = second.sketch
+            return audit_grid(
+                fine, coarse, pooled, counts, plan.low, plan.high, plan.num_groups, m, *options, progress=callback
+            )
         rewards = np.concatenate(second.rewards)
         labels = np.concatenate(second.labels)
         groups = np.concatenate(second.groups) if spec.condition else None
-
-        def call():
-            return audit_rewards(rewards, labels, groups, m, *options, plan.method)
-
-    return _with_progress(call, progress, spec.permutations)
+        return audit_rewards(rewards, labels, groups, m, *options, plan.method, progress=callback)
 
 
 def _warnings(result: dict, spec: Spec, plan: Plan, first: FirstPass, group_counts: np.ndarray) -> list[str]:

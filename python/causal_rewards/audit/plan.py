@@ -9,8 +9,10 @@ from ..binning import Binner, CrossedBins
 from .limits import check_array, check_total_bins
 from .spec import Spec
 
-#: method="auto" uses the brute force up to this many rows.
+#: method="auto" uses the brute force up to this many rows (with a condition: up to as many pairs of
+#: rows within a condition value, so that many small groups, e.g. one per prompt, stay exact).
 EXACT_MAX_ROWS = 1000
+EXACT_MAX_PAIRS = EXACT_MAX_ROWS**2
 #: Points of the coarse grid on which the grid method's permutation test runs.
 COARSE_POINTS = 2049
 #: Points of the grid from which the grid method takes the median heuristic.
@@ -48,12 +50,13 @@ class Plan:
         return self.num_groups * self.bins.num_bins
 
 
-def choose_method(spec: Spec, rows: int) -> str:
-    """The method asked for, or for "auto" the exact brute force on small inputs, else the fast method of
-    the kernel; ValueError when the method does not compute the kernel."""
+def choose_method(spec: Spec, pairs: int) -> str:
+    """The method asked for, or for "auto" the exact brute force when the pairs of rows it sweeps (within
+    each condition value) are few, else the fast method of the kernel; ValueError when the method does
+    not compute the kernel."""
     method = spec.method
     if method == "auto":
-        if rows <= EXACT_MAX_ROWS:
+        if pairs <= EXACT_MAX_PAIRS:
             method = "exact"
         else:
             method = "scan" if spec.kernel in METHOD_KERNELS["scan"] else "grid"
@@ -83,7 +86,8 @@ def make_plan(first, spec: Spec, origins: list[str]) -> Plan:
     if spec.condition:
         groups = Binner("categorical").fit_summary(first.columns[spec.condition], single_bin=True)
     group_labels = [f"{spec.condition}={v}" for v in groups.categories_] if groups else ["all"]
-    method = choose_method(spec, first.rows)
+    sizes = [first.rows] if groups is None else first.columns[spec.condition].counts.tolist()
+    method = choose_method(spec, sum(size * size for size in sizes))
     fine = spec.grid_points or default_fine_points(bins.num_bins * len(group_labels))
     plan = Plan(bins, groups, group_labels, method, first.low, first.high, fine, files=dict(first.files))
     check_sizes(plan, spec)

@@ -194,14 +194,7 @@ fn audit_grid<'py>(
     result_dict(py, result)
 }
 
-/// (finished, planned) permutations of the audit running now, for progress bars.
-#[pyfunction]
-fn audit_progress() -> (usize, usize) {
-    audit::progress()
-}
-
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_function(wrap_pyfunction!(audit_progress, m)?)?;
     m.add_function(wrap_pyfunction!(audit_rewards, m)?)?;
     m.add_function(wrap_pyfunction!(grid_sketch, m)?)?;
     m.add_function(wrap_pyfunction!(audit_grid, m)?)?;
