@@ -459,5 +459,5 @@ def test_configs_parse_from_the_command_line():
     assert args.spurious_columns == ["length"] and args.bandwidth == "median" and args.binning == "quantile"
     with pytest.raises(ValueError, match="bandwidth must be a number > 0 or 'median'"):
         CausalRewardConfig(output_dir="out", use_cpu=True, bf16=False, spurious_columns="z", bandwidth="wide")
-    with pytest.raises(ValueError, match="lambda_mmd must be >= 0"):
+    with pytest.raises(ValueError, match="lambda_mmd must be a number >= 0"):
         CausalRewardConfig(output_dir="out", use_cpu=True, bf16=False, spurious_columns="z", lambda_mmd=-1.0)
