@@ -32,7 +32,7 @@ def _floats(text: str) -> tuple[float, ...]:
 
 
 def _tasks(requested: list[str] | None, sweep: bool) -> tuple[str, ...]:
-    from ..benchmarks.runner import DEFAULT_TASKS, TASKS
+    from ..experiments.runner import DEFAULT_TASKS, TASKS
 
     names: list[str] = []
     for item in requested or list(DEFAULT_TASKS):
@@ -70,7 +70,7 @@ def _command(args, tasks: tuple[str, ...]) -> str:
 
 
 def run(args) -> int:
-    from ..benchmarks.runner import ExperimentConfig, run_benchmark
+    from ..experiments.runner import ExperimentConfig, run_experiments
     from . import report
 
     sweep = args.sweep or args.sweep_lambdas is not None or args.sweep_alphas is not None
@@ -109,10 +109,10 @@ def run(args) -> int:
           f"memory bank={config.memory_bank_size}; embeddings cached in {cache_dir}", flush=True)
     lora = None
     if args.lora:
-        from ..benchmarks.lora import LoraConfig
+        from ..experiments.lora import LoraConfig
 
         lora = LoraConfig(rank=args.lora_rank)
-    result = run_benchmark(tasks, config=config, quick=args.quick, cache_dir=cache_dir, progress=progress, lora=lora)
+    result = run_experiments(tasks, config=config, quick=args.quick, cache_dir=cache_dir, progress=progress, lora=lora)
     print(report.format_table(result.metrics))
     report.write_html(result, html_path, command=_command(args, tasks))
     print(f"report: {html_path}")

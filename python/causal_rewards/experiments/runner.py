@@ -51,7 +51,7 @@ _MAKERS = {"sycophancy": make_sycophancy, "concept": make_concept, "length": mak
 
 @dataclass
 class ExperimentConfig:
-    """Settings of one benchmark run (the defaults are those of ``crm demo``).
+    """Settings of one experiment run (the defaults are those of ``crm demo``).
 
     lambda_mmd, bandwidth, kernel, estimator, memory_bank_size: of both CRM variants (estimator None:
     the task's entry in DEFAULT_ESTIMATOR).
@@ -216,7 +216,7 @@ def _test_rewards(task: BiasTask, score) -> dict[str, dict[str, np.ndarray]]:
 
 
 @dataclass
-class BenchmarkResult:
+class ExperimentResult:
     """metrics[task][variant][metric]; runs: every trained variant; sweep: the length Pareto runs."""
 
     metrics: dict[str, dict[str, dict[str, float]]]
@@ -233,10 +233,10 @@ def task_variants(name: str) -> tuple[str, ...]:
     return VARIANTS if name == "length" else VARIANTS[:3]
 
 
-def run_benchmark(tasks=DEFAULT_TASKS, *, config: ExperimentConfig | None = None, quick: bool = False,
+def run_experiments(tasks=DEFAULT_TASKS, *, config: ExperimentConfig | None = None, quick: bool = False,
                   cache_dir="crm-demo-out/cache", progress: bool = False,
                   log: Callable[[str], None] | None = None, cache: EmbeddingCache | None = None,
-                  lora=None) -> BenchmarkResult:
+                  lora=None) -> ExperimentResult:
     """Generates, embeds, trains and evaluates every variant of every task.
 
     cache: the embedding cache (default: one under ``cache_dir``). lora: a ``lora.LoraConfig`` to
@@ -287,5 +287,5 @@ def run_benchmark(tasks=DEFAULT_TASKS, *, config: ExperimentConfig | None = None
                                                length_penalty=alpha, variant="length_penalty",
                                                model_factory=factory))
                     bar.update(1)
-    return BenchmarkResult(metrics, runs, sweep, replace(config), quick)
+    return ExperimentResult(metrics, runs, sweep, replace(config), quick)
 

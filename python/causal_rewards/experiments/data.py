@@ -1,4 +1,4 @@
-"""Containers for the benchmark tasks: preference pairs, scored responses, and a task with its splits.
+"""Containers for the experiments' tasks: preference pairs, scored responses, and a task with its splits.
 
 A task holds one training split of preference pairs in which the spurious variable Z follows the
 preference, and named test splits in which it does not (or is reversed), each with the ground truth

