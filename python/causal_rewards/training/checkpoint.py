@@ -59,7 +59,7 @@ def entry(state: Mapping, key: str, kinds, where: str):
     value = state[key]
     if not isinstance(value, kinds):
         names = " or ".join(k.__name__ for k in (kinds if isinstance(kinds, tuple) else (kinds,)))
-        raise CheckpointError(f"{where}[{key!r}] must be a {names}, got {type(value).__name__}")
+        raise CheckpointError(f"{where}[{key!r}] must be of type {names}, got {type(value).__name__}")
     return value
 
 
