@@ -12,6 +12,17 @@ from dataclasses import dataclass, field
 import numpy as np
 
 
+def _check_rows(split, texts: tuple[str, ...], arrays: tuple[str, ...]) -> None:
+    """Every text list, array and ``info`` entry of a split has one entry per prompt."""
+    n, owner = len(split.prompts), type(split).__name__
+    sizes = [(name, "items", getattr(split, name)) for name in texts]
+    sizes += [(name, "rows", getattr(split, name)) for name in arrays]
+    sizes += [(f"info[{key!r}]", "rows", value) for key, value in split.info.items()]
+    for name, unit, value in sizes:
+        if len(value) != n:
+            raise ValueError(f"{owner}.{name} has {len(value)} {unit}, prompts has {n}")
+
+
 @dataclass(frozen=True)
 class PairSplit:
     """Preference pairs: ``chosen[i]`` is preferred to ``rejected[i]`` as an answer to ``prompts[i]``.
@@ -28,16 +39,7 @@ class PairSplit:
     info: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self):
-        n = len(self.prompts)
-        for name in ("chosen", "rejected"):
-            if len(getattr(self, name)) != n:
-                raise ValueError(f"PairSplit.{name} has {len(getattr(self, name))} items, prompts has {n}")
-        for name in ("spurious_chosen", "spurious_rejected"):
-            if len(getattr(self, name)) != n:
-                raise ValueError(f"PairSplit.{name} has {len(getattr(self, name))} rows, prompts has {n}")
-        for key, value in self.info.items():
-            if len(value) != n:
-                raise ValueError(f"PairSplit.info[{key!r}] has {len(value)} rows, prompts has {n}")
+        _check_rows(self, ("chosen", "rejected"), ("spurious_chosen", "spurious_rejected"))
 
     def __len__(self) -> int:
         return len(self.prompts)
@@ -52,12 +54,7 @@ class ResponseSplit:
     info: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self):
-        n = len(self.prompts)
-        if len(self.responses) != n:
-            raise ValueError(f"ResponseSplit.responses has {len(self.responses)} items, prompts has {n}")
-        for key, value in self.info.items():
-            if len(value) != n:
-                raise ValueError(f"ResponseSplit.info[{key!r}] has {len(value)} rows, prompts has {n}")
+        _check_rows(self, ("responses",), ())
 
     def __len__(self) -> int:
         return len(self.prompts)
