@@ -144,3 +144,72 @@ def test_training_step_under_torch_compile_fullgraph():
     assert eager_losses[-1] < eager_losses[0]
     for a, b in zip(compiled_params, eager_params):
         torch.testing.assert_close(a, b)
+
+
+# ------------------------------------------------------------------------------------- bad settings
+@pytest.mark.parametrize(
+    ("lam", "error", "match"),
+    [
+        (float("inf"), ValueError, "lambda_mmd must be a number >= 0 and finite, got inf"),
+        (float("nan"), ValueError, "lambda_mmd must be a number >= 0 and finite, got nan"),
+        (-1.0, ValueError, "lambda_mmd must be a number >= 0"),
+        (np.float64("inf"), ValueError, "got inf"),
+        (torch.tensor(float("nan")), ValueError, "got nan"),
+        ("1.0", TypeError, "lambda_mmd must be a number, got str"),
+        (True, TypeError, "lambda_mmd must be a number, got bool"),
+        (torch.tensor([1.0, 2.0]), TypeError, "lambda_mmd must be a number, got Tensor"),
+        (np.array([1.0]), TypeError, "lambda_mmd must be a number, got ndarray"),
+    ],
+)
+def test_lambda_that_would_give_nan_losses_is_refused(lam, error, match):
+    with pytest.raises(error, match=match):
+        CausalRewardLoss(lam)
+
+
+@pytest.mark.parametrize(
+    "lam", [np.float64(2.5), np.float32(2.5), np.int64(2), np.array(2.5), torch.tensor(2.5), torch.tensor(2)]
+)
+def test_lambda_accepts_numpy_and_0d_tensor_scalars(lam, batch):
+    r_c, r_r, b_c, b_r = batch
+    loss_fn = CausalRewardLoss(lam, num_bins=3)
+    assert isinstance(loss_fn.lambda_mmd, float) and loss_fn.lambda_mmd == float(lam)
+    out = loss_fn(r_c, r_r, b_c, b_r)
+    assert out.loss.item() == pytest.approx(out.preference_loss.item() + float(lam) * out.mmd.item(), rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("margin", "error", "match"),
+    [
+        (float("nan"), ValueError, "margin must be finite, got nan"),
+        (float("inf"), ValueError, "margin must be finite, got inf"),
+        (torch.tensor([0.0] * 5 + [float("nan")] + [0.0] * 18), ValueError, r"margin\[5\] is nan"),
+        (torch.full((24,), -float("inf")), ValueError, r"margin\[0\] is -inf"),
+        (torch.zeros(3), ValueError, r"margin must be a number or have shape \(24,\)"),
+        ("0.5", TypeError, "margin must be a number or a tensor"),
+    ],
+)
+def test_margin_that_would_give_nan_losses_is_refused(margin, error, match, batch):
+    r_c, r_r, b_c, b_r = batch
+    with pytest.raises(error, match=match):
+        CausalRewardLoss(1.0, num_bins=3)(r_c, r_r, b_c, b_r, margin=margin)
+
+
+def test_readme_flow_with_fitted_bins():
+    """Binner -> CausalRewardLoss(num_bins=binner.num_bins_) works, and works with tied data whose
+    quantile edges merge into fewer bins."""
+    rng = np.random.default_rng(0)
+    for lengths in (rng.integers(5, 400, size=500), np.r_[np.full(300, 10), np.full(150, 20), np.full(50, 30)]):
+        binner = cr.Binner(kind="quantile", num_bins=10).fit(lengths)
+        assert 2 <= binner.num_bins_ <= 10
+        loss_fn = CausalRewardLoss(lambda_mmd=10.0, conditional=True, num_bins=binner.num_bins_)
+        len_c, len_r = lengths[:32], lengths[32:64]
+        out = loss_fn(torch.randn(32), torch.randn(32), binner.transform(len_c), binner.transform(len_r))
+        assert torch.isfinite(out.loss)
+
+
+@pytest.mark.parametrize("lengths", [np.full(100, 7), np.r_[np.full(99, 7), 8]])
+def test_readme_flow_refuses_single_bin_data_at_fit(lengths):
+    """Data whose quantile bins would collapse into one are refused at fit, with a clear message,
+    instead of giving num_bins_ = 1, which CausalRewardLoss refuses."""
+    with pytest.raises(ValueError, match="single"):
+        cr.Binner(kind="quantile", num_bins=10).fit(lengths)

@@ -4,6 +4,7 @@ references written here."""
 from __future__ import annotations
 
 import collections
+import copy
 import math
 
 import numpy as np
@@ -484,3 +485,170 @@ def test_scheduler_shapes():
         history = trainer.train()
         assert [h["lr"] / 1e-3 for h in history] == pytest.approx(expected, rel=1e-6)
     assert math.isclose(expected[1], 0.5 * (1 + math.cos(math.pi / 4)), rel_tol=1e-6)
+
+
+# ------------------------------------------------------------------ settings that corrupt training
+@pytest.mark.parametrize(
+    ("settings", "error", "match"),
+    [
+        ({"max_grad_norm": -1.0}, ValueError, "max_grad_norm must be > 0"),
+        ({"max_grad_norm": 0.0}, ValueError, "max_grad_norm must be > 0"),
+        ({"max_grad_norm": float("nan")}, ValueError, "max_grad_norm must be a finite number"),
+        ({"learning_rate": 0.0}, ValueError, "learning_rate must be > 0"),
+        ({"learning_rate": float("inf")}, ValueError, "learning_rate must be a finite number"),
+        ({"weight_decay": -0.1}, ValueError, "weight_decay must be >= 0"),
+        ({"lambda_mmd": float("inf")}, ValueError, "lambda_mmd must be a number >= 0 and finite"),
+        ({"lambda_mmd": -1.0}, ValueError, "lambda_mmd must be a number >= 0"),
+        ({"length_penalty": float("nan")}, ValueError, "length_penalty must be a finite number"),
+        ({"kernel": "gaussian"}, ValueError, "unknown kernel"),
+        ({"bandwidth": 0.0}, ValueError, "bandwidth must be finite and > 0"),
+        ({"bandwidth": float("inf")}, ValueError, "bandwidth must be finite and > 0"),
+        ({"estimator": "fast"}, ValueError, "unknown estimator"),
+        ({"num_bins": 1}, ValueError, "num_bins must be >= 2"),
+        ({"num_bins": [4, 1]}, ValueError, "num_bins must be >= 2"),
+        ({"num_bins": []}, ValueError, "num_bins is empty"),
+        ({"binning": "kmeans"}, ValueError, "unknown PlainTrainerConfig.binning"),
+        ({"memory_bank_size": -1}, ValueError, "memory_bank_size must be >= 0"),
+        ({"conditional": "yes"}, TypeError, "conditional must be a bool"),
+        ({"batch_size": 2.0}, TypeError, "batch_size must be an int"),
+        ({"seed": -1}, ValueError, "seed must be >= 0"),
+        ({"progress": "no"}, TypeError, "progress must be a bool"),
+    ],
+)
+def test_settings_that_corrupt_training_are_refused_at_construction(settings, error, match):
+    with pytest.raises(error, match=match):
+        PlainTrainerConfig(**settings)
+
+
+def test_max_grad_norm_clips_when_positive():
+    pairs = spurious_task(n=32)
+    torch.manual_seed(0)
+    trainer = PlainRewardTrainer(
+        torch.nn.Linear(6, 1), quiet(max_grad_norm=1e-3, batch_size=16, max_steps=2), train=pairs
+    )
+    norms = []
+
+    def record(optimizer, args, kwargs):
+        norms.append(torch.cat([p.grad.reshape(-1) for p in trainer.model.parameters()]).norm().item())
+
+    trainer.optimizer.register_step_pre_hook(record)
+    trainer.train()
+    assert len(norms) == 2 and all(0 < n <= 1e-3 * (1 + 1e-5) for n in norms)
+
+
+# --------------------------------------------------------------------------- transactional resume
+def _corrupt(key, value):
+    def change(state):
+        state[key] = value
+
+    return change
+
+
+def _drop(*path):
+    def change(state):
+        target = state
+        for key in path[:-1]:
+            target = target[key]
+        del target[path[-1]]
+
+    return change
+
+
+def _set(path, value):
+    def change(state):
+        target = state
+        for key in path[:-1]:
+            target = target[key]
+        target[path[-1]] = value(target[path[-1]]) if callable(value) else value
+
+    return change
+
+
+_ENTRIES = ("step", "config", "model", "optimizer", "scheduler", "bins", "memory_bank", "rng", "history",
+            "early_stopping")
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        (_corrupt("format", "something/1"), "is not a PlainRewardTrainer checkpoint"),
+        *[(_drop(key), f"has no entry '{key}'") for key in _ENTRIES],
+        (_corrupt("step", -1), r"\['step'\] must be an int >= 0"),
+        (_corrupt("step", "3"), r"\['step'\] must be of type int"),
+        (_corrupt("history", [1, 2]), r"\['history'\] must be a list of dicts"),
+        (_drop("early_stopping", "stopped_early"), r"\['early_stopping'\] has no entry 'stopped_early'"),
+        (_set(("early_stopping", "best_eval_loss"), float("nan")), "NaN loss"),
+        (_set(("rng", "torch"), torch.zeros(7, dtype=torch.uint8)), r"\['rng'\]\['torch'\] is not a valid torch"),
+        (_set(("rng", "numpy"), lambda s: (s[0], s[1][:100], *s[2:])), r"\['rng'\]\['numpy'\] is not a valid"),
+        (_set(("rng", "python"), (3, (1, 2), None)), r"\['rng'\]\['python'\] is not a valid"),
+        (_drop("rng", "numpy"), r"\['rng'\] has no entry 'numpy'"),
+        (_set(("memory_bank", "size"), 7), r"\['memory_bank'\].*\(size, num_bins, num_groups\) = \(7"),
+        (_corrupt("memory_bank", None), r"\['memory_bank'\].*does not match this trainer's memory_bank_size"),
+        (_set(("memory_bank", "count"), lambda c: c + 100), r"\['memory_bank'\].*counts must lie in"),
+        (_set(("memory_bank", "values"), lambda v: v[..., :2]), r"\['memory_bank'\].*values must be"),
+        (_drop("memory_bank", "head"), r"\['memory_bank'\].*no entries \['head'\]"),
+        (_set(("bins", "binners"), lambda b: [{**b[0], "edges": [0.1, float("nan")]}]), "edge 1 is not finite"),
+        (_set(("bins", "binners"), lambda b: [{**b[0], "edges": [0.5, 0.1]}]), "strictly increasing"),
+        (_set(("bins", "binners"), lambda b: [{**b[0], "edges": []}]), "non-empty list of numeric edges"),
+        (_set(("bins", "binners"), lambda b: [{**b[0], "kind": "kmeans"}]), "not a fitted binner's state"),
+        (_set(("bins", "binners"), lambda b: b * 2), "has 2 spurious variables but the data have 1"),
+        (_drop("bins", "binners"), r"\['bins'\].*no entries \['binners'\]"),
+        (_set(("model",), lambda m: {k: v for k, v in m.items() if not k.endswith("bias")}), r"\['model'\].*missing"),
+        (_set(("model",), lambda m: {k: v[:1] for k, v in m.items()}), r"\['model'\]\['net.0.weight'\] has shape"),
+        (_set(("model",), lambda m: {k: v * float("nan") for k, v in m.items()}), "NaN or infinite values"),
+        (_set(("optimizer", "state", 0, "exp_avg"), torch.zeros(3)), r"\['optimizer'\]\['state'\]\[0\]\['exp_avg'\]"),
+        (_set(("optimizer", "param_groups"), lambda g: g[:0]), r"\['optimizer'\]\['param_groups'\] does not match"),
+        (_drop("scheduler", "last_epoch"), r"\['scheduler'\] has no entry 'last_epoch'"),
+    ],
+)
+def test_resume_checks_the_whole_checkpoint_before_touching_the_trainer(tmp_path, change, match):
+    pairs = spurious_task(n=48, seed=1)
+    settings = {"lambda_mmd": 1.0, "num_bins": 4, "memory_bank_size": 5, "batch_size": 16, "max_steps": 3}
+    torch.manual_seed(0)
+    source = PlainRewardTrainer(DropoutMLP(), quiet(**settings), train=pairs)
+    source.train()
+    state = copy.deepcopy(source.state_dict())  # the optimiser's state dict shares the live tensors
+    change(state)
+    torch.save(state, tmp_path / "ckpt.pt")
+
+    torch.manual_seed(1)
+    target = PlainRewardTrainer(DropoutMLP(), quiet(**settings), train=pairs)
+    target.train()  # a trainer with a history of its own
+    weights = {k: v.clone() for k, v in target.model.state_dict().items()}
+    optimizer = copy_state(target.optimizer.state_dict())
+    bins, bank = target.bins.state_dict(), [t.clone() for t in target.objective.bank.contents()]
+    rng = torch.get_rng_state()
+    with pytest.raises(ValueError, match=match):
+        target.resume_from(tmp_path / "ckpt.pt")
+    for key, value in target.model.state_dict().items():
+        assert torch.equal(value, weights[key]), key
+    assert copy_state(target.optimizer.state_dict()) == optimizer
+    assert target.bins.state_dict() == bins and target.step == 3 and torch.equal(torch.get_rng_state(), rng)
+    for a, b in zip(target.objective.bank.contents(), bank):
+        assert torch.equal(a, b)
+    target.resume_from(_valid(source, tmp_path))  # and a good checkpoint still restores
+    for a, b in zip(target.model.parameters(), source.model.parameters()):
+        assert torch.equal(a, b)
+
+
+def copy_state(value):
+    """A comparable copy of nested dicts / lists of tensors and numbers."""
+    if isinstance(value, dict):
+        return {k: copy_state(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [copy_state(v) for v in value]
+    if isinstance(value, torch.Tensor):
+        return value.tolist()
+    return value
+
+
+def _valid(trainer, tmp_path):
+    trainer.save_checkpoint(tmp_path / "good.pt")
+    return tmp_path / "good.pt"
+
+
+def test_resume_refuses_a_file_that_is_not_a_dict(tmp_path):
+    trainer = PlainRewardTrainer(torch.nn.Linear(6, 1), quiet(num_bins=3), train=spurious_task(n=16))
+    torch.save([1, 2, 3], tmp_path / "list.pt")
+    with pytest.raises(ValueError, match="is not a PlainRewardTrainer checkpoint"):
+        trainer.resume_from(tmp_path / "list.pt")

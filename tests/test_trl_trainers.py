@@ -459,5 +459,55 @@ def test_configs_parse_from_the_command_line():
     assert args.spurious_columns == ["length"] and args.bandwidth == "median" and args.binning == "quantile"
     with pytest.raises(ValueError, match="bandwidth must be a number > 0 or 'median'"):
         CausalRewardConfig(output_dir="out", use_cpu=True, bf16=False, spurious_columns="z", bandwidth="wide")
-    with pytest.raises(ValueError, match="lambda_mmd must be >= 0"):
+    with pytest.raises(ValueError, match="lambda_mmd must be a number >= 0"):
         CausalRewardConfig(output_dir="out", use_cpu=True, bf16=False, spurious_columns="z", lambda_mmd=-1.0)
+
+
+@pytest.mark.parametrize(
+    ("settings", "error", "match"),
+    [
+        ({"lambda_mmd": float("inf")}, ValueError, "lambda_mmd must be a number >= 0 and finite"),
+        ({"length_penalty": float("nan")}, ValueError, "length_penalty must be a finite number"),
+        ({"memory_bank_size": -1}, ValueError, "memory_bank_size must be >= 0"),
+        ({"kernel": "gaussian"}, ValueError, "unknown kernel"),
+        ({"bandwidth": "0"}, ValueError, "bandwidth must be finite and > 0"),
+        ({"num_bins": [1]}, ValueError, "num_bins must be >= 2"),
+        ({"binning": ["kmeans"]}, ValueError, "binning 'kmeans'"),
+    ],
+)
+@pytest.mark.parametrize("config", ["reward", "dpo"])
+def test_trl_configs_refuse_settings_that_corrupt_training(settings, error, match, config):
+    cls = CausalRewardConfig if config == "reward" else CausalDPOConfig
+    with pytest.raises(error, match=match):
+        cls(output_dir="out", use_cpu=True, bf16=False, spurious_columns="z", **settings)
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        (lambda s: s.update(format="x"), "is not a CRM trainer state"),
+        (lambda s: s.pop("bins"), "has no entry 'bins'"),
+        (lambda s: s.pop("memory_bank"), "has no entry 'memory_bank'"),
+        (lambda s: s["bins"]["binners"][0].update(edges=[float("nan")]), "edge 0 is not finite"),
+        (lambda s: s["memory_bank"].update(size=99), r"\['memory_bank'\].*\(size, num_bins, num_groups\)"),
+        (lambda s: s.update(memory_bank=None), "does not match this trainer's memory_bank_size"),
+    ],
+)
+def test_reward_crm_state_is_checked_before_it_is_applied(tokenizer, tmp_path, change, match):
+    trainer = CausalRewardTrainer(
+        model=reward_model(tokenizer),
+        args=CausalRewardConfig(lambda_mmd=1.0, memory_bank_size=4, **SPECS["score"], **common(tmp_path)),
+        train_dataset=make_dataset(n=16),
+        processing_class=tokenizer,
+    )
+    state = copy.deepcopy(trainer.crm_state_dict())
+    state["bins"]["binners"][0]["edges"] = [-5.0, 5.0]  # bins of other data: a valid state would replace ours
+    change(state)
+    folder = tmp_path / "checkpoint-1"
+    folder.mkdir()
+    torch.save(state, folder / "crm_state.pt")
+    bins, objective, train = trainer.crm_bins.state_dict(), trainer.crm_objective, trainer.train_dataset
+    with pytest.raises(ValueError, match=match):
+        trainer.load_crm_state(str(folder))
+    assert trainer.crm_bins.state_dict() == bins and trainer.crm_objective is objective
+    assert trainer.train_dataset is train

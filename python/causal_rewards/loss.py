@@ -7,10 +7,17 @@ rejected pooled. Conditional (``conditional=True``, the paper's best variant): t
 within the chosen rewards and within the rejected rewards and the two are averaged (implemented as
 two groups of one call; a group whose rewards all fall into one bin has no computable pair and is
 left out of the average, so a batch never fails).
+
+This module is the one home of the loss: ``CausalRewardLoss.forward`` is ``preference_loss`` plus
+``lambda_mmd`` times ``mmd`` of the ``pooled`` rewards, and the trainers' objective
+(``causal_rewards.training.CRMObjective``) calls the same three pieces, adding other ranks' rewards
+and the memory bank to the pooled ones in between.
 """
 
 from __future__ import annotations
 
+import math
+import numbers
 from typing import NamedTuple
 
 import torch
@@ -25,6 +32,37 @@ class CausalRewardOutput(NamedTuple):
     loss: torch.Tensor
     preference_loss: torch.Tensor
     mmd: torch.Tensor
+
+
+class PooledRewards(NamedTuple):
+    """The rewards the penalty sees, with their bins and groups (0 = chosen, 1 = rejected when
+    conditional; all 0 otherwise)."""
+
+    rewards: torch.Tensor
+    bins: torch.Tensor
+    groups: torch.Tensor
+
+    def extend(self, rewards: torch.Tensor, bins: torch.Tensor, groups: torch.Tensor) -> PooledRewards:
+        """These entries followed by others (other ranks' or the memory bank's, as constants)."""
+        return PooledRewards(
+            torch.cat([self.rewards, rewards.to(self.rewards)]),
+            torch.cat([self.bins, bins.to(self.bins)]),
+            torch.cat([self.groups, groups.to(self.groups)]),
+        )
+
+
+def check_weight(value, name: str = "lambda_mmd") -> float:
+    """A finite number >= 0 (a Python, numpy or 0-d tensor scalar) as a float."""
+    if isinstance(value, torch.Tensor) and value.ndim == 0 and not value.dtype.is_complex:
+        value = value.item()
+    elif hasattr(value, "ndim") and getattr(value, "ndim", None) == 0 and hasattr(value, "item"):
+        value = value.item()  # a 0-d numpy array
+    if not isinstance(value, numbers.Real) or isinstance(value, bool):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    value = float(value)
+    if not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"{name} must be a number >= 0 and finite, got {value!r}")
+    return value
 
 
 def _rewards_1d(values: torch.Tensor, name: str) -> torch.Tensor:
@@ -50,12 +88,33 @@ def _bins_1d(values, name: str, like: torch.Tensor) -> torch.Tensor:
     return values
 
 
+def _check_margin(margin, like: torch.Tensor):
+    """None, a finite number, or a tensor broadcastable to the batch with finite values."""
+    if margin is None:
+        return None
+    if isinstance(margin, torch.Tensor):
+        if margin.ndim > 1 or (margin.ndim == 1 and margin.shape[0] not in (1, like.shape[0])):
+            raise ValueError(f"margin must be a number or have shape ({like.shape[0]},), got {tuple(margin.shape)}")
+        if not torch.compiler.is_compiling():  # a data-dependent check cannot be traced
+            finite = torch.isfinite(margin.reshape(-1))
+            if not bool(finite.all()):
+                index = int((~finite).nonzero()[0, 0])
+                raise ValueError(f"margin[{index}] is {margin.reshape(-1)[index].item()}: margins must be finite")
+        return margin
+    if not isinstance(margin, numbers.Real) or isinstance(margin, bool):
+        raise TypeError(f"margin must be a number or a tensor, got {type(margin).__name__}")
+    if not math.isfinite(margin):
+        raise ValueError(f"margin must be finite, got {margin!r}")
+    return float(margin)
+
+
 class CausalRewardLoss(torch.nn.Module):
     """Bradley-Terry loss plus ``lambda_mmd`` times the pairwise-bin MMD^2 of the rewards across the
     bins of a spurious variable.
 
     Args:
-        lambda_mmd: weight of the MMD penalty (the paper sweeps 0.1 ... 100).
+        lambda_mmd: weight of the MMD penalty (the paper sweeps 0.1 ... 100): a finite number >= 0
+            (a Python, numpy or 0-d tensor scalar).
         conditional: MMD within chosen and within rejected, averaged (True), or over all pooled (False).
         kernel, bandwidth, estimator, reduction: as in ``causal_rewards.pairwise_bin_mmd``; reduction
             must be a scalar one.
@@ -64,8 +123,8 @@ class CausalRewardLoss(torch.nn.Module):
         backend: as in ``pairwise_bin_mmd``.
 
     Call: ``loss_fn(r_chosen, r_rejected, bins_chosen, bins_rejected, margin=None)`` with rewards
-    of shape (B,) or (B, 1), integer bins of shape (B,), and an optional margin (float or (B,)) as in
-    TRL's RewardTrainer. Returns ``CausalRewardOutput(loss, preference_loss, mmd)``.
+    of shape (B,) or (B, 1), integer bins of shape (B,), and an optional finite margin (float or (B,))
+    as in TRL's RewardTrainer. Returns ``CausalRewardOutput(loss, preference_loss, mmd)``.
 
     Example:
         >>> import torch
@@ -87,11 +146,9 @@ class CausalRewardLoss(torch.nn.Module):
         backend: str = "auto",
     ):
         super().__init__()
-        if not isinstance(lambda_mmd, (int, float)) or isinstance(lambda_mmd, bool) or not lambda_mmd >= 0:
-            raise ValueError(f"lambda_mmd must be a number >= 0, got {lambda_mmd!r}")
+        self.lambda_mmd = check_weight(lambda_mmd)
         self.options = MmdOptions.of(kernel, bandwidth, estimator, reduction, backend)
         self.options.require_scalar("gives a matrix, not a loss")
-        self.lambda_mmd = float(lambda_mmd)
         self.conditional = bool(conditional)
         self.num_bins = check_num_bins(num_bins)
 
@@ -101,9 +158,8 @@ class CausalRewardLoss(torch.nn.Module):
             f"estimator={self.options.estimator!r}, reduction={self.options.reduction!r}, num_bins={self.num_bins}"
         )
 
-    def forward(self, r_chosen, r_rejected, bins_chosen, bins_rejected, margin=None) -> CausalRewardOutput:
-        from .ops import torch_ops
-
+    def check_batch(self, r_chosen, r_rejected, bins_chosen, bins_rejected):
+        """The batch as 1-D tensors of one length (a reward head's (B, 1) output is flattened)."""
         r_chosen = _rewards_1d(r_chosen, "r_chosen")
         r_rejected = _rewards_1d(r_rejected, "r_rejected")
         if r_chosen.shape != r_rejected.shape:
@@ -112,17 +168,34 @@ class CausalRewardLoss(torch.nn.Module):
             )
         bins_chosen = _bins_1d(bins_chosen, "bins_chosen", r_chosen)
         bins_rejected = _bins_1d(bins_rejected, "bins_rejected", r_rejected)
+        return r_chosen, r_rejected, bins_chosen, bins_rejected
+
+    def preference_loss(self, r_chosen: torch.Tensor, r_rejected: torch.Tensor, margin=None) -> torch.Tensor:
+        """-mean log sigmoid(r_chosen - r_rejected - margin)."""
         logits = r_chosen - r_rejected
+        margin = _check_margin(margin, logits)
         if margin is not None:
             logits = logits - margin
-        preference_loss = -F.logsigmoid(logits).mean()
+        return -F.logsigmoid(logits).mean()
 
-        rewards = torch.cat([r_chosen, r_rejected])
-        bins = torch.cat([bins_chosen, bins_rejected])
-        groups = None
-        if self.conditional:
-            # group 0 = chosen, 1 = rejected: the statistic is computed within each and averaged
-            groups = torch.cat([torch.zeros_like(bins_chosen), torch.ones_like(bins_rejected)])
-        mmd = torch_ops.dispatch_pairwise(rewards, bins, self.num_bins, groups, self.options)
-        mmd = mmd.to(preference_loss.dtype)
-        return CausalRewardOutput(preference_loss + self.lambda_mmd * mmd, preference_loss, mmd)
+    def pooled(self, r_chosen, r_rejected, bins_chosen, bins_rejected) -> PooledRewards:
+        """The batch's rewards as the penalty sees them: chosen then rejected, with their groups."""
+        groups = torch.cat([torch.zeros_like(bins_chosen), torch.ones_like(bins_rejected)])
+        if not self.conditional:
+            groups = torch.zeros_like(groups)
+        return PooledRewards(torch.cat([r_chosen, r_rejected]), torch.cat([bins_chosen, bins_rejected]), groups)
+
+    def mmd(self, pooled: PooledRewards) -> torch.Tensor:
+        """The pairwise-bin MMD^2 of the pooled rewards (within each group, averaged, when conditional)."""
+        from .ops import torch_ops
+
+        groups = pooled.groups if self.conditional else None
+        return torch_ops.dispatch_pairwise(pooled.rewards, pooled.bins, self.num_bins, groups, self.options)
+
+    def forward(self, r_chosen, r_rejected, bins_chosen, bins_rejected, margin=None) -> CausalRewardOutput:
+        r_chosen, r_rejected, bins_chosen, bins_rejected = self.check_batch(
+            r_chosen, r_rejected, bins_chosen, bins_rejected
+        )
+        preference = self.preference_loss(r_chosen, r_rejected, margin)
+        mmd = self.mmd(self.pooled(r_chosen, r_rejected, bins_chosen, bins_rejected)).to(preference.dtype)
+        return CausalRewardOutput(preference + self.lambda_mmd * mmd, preference, mmd)

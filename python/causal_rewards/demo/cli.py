@@ -8,13 +8,15 @@ and, with ``--json FILE``, the metrics as {"tasks": {TASK: {VARIANT: {METRIC: va
 
 from __future__ import annotations
 
+import math
+import os
 import shlex
 import sys
 import time
 from pathlib import Path
 
-from .._io import check_writable
-from ..options import MmdOptions, parse_bandwidth
+from .._io import check_writable, show_progress
+from ..options import parse_bandwidth
 
 DEFAULT_OUT = "crm-demo-out"
 DEFAULT_SWEEP_LAMBDAS = (1.0, 3.0, 10.0, 30.0, 100.0)
@@ -26,13 +28,42 @@ def _floats(text: str) -> tuple[float, ...]:
         values = tuple(float(v) for v in text.split(",") if v.strip())
     except ValueError:
         raise ValueError(f"expected comma-separated numbers, got {text!r}") from None
-    if not values or any(v < 0 for v in values):
-        raise ValueError(f"expected non-negative numbers, got {text!r}")
+    if not values or not all(math.isfinite(v) and v >= 0 for v in values):
+        raise ValueError(f"expected finite non-negative numbers, got {text!r}")
     return values
 
 
+def _folder(path: Path, flag: str) -> Path:
+    """An output folder: refused when it is a file (or below one), created otherwise."""
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{flag} {path} is a file, expected a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ValueError(f"{flag} {path}: cannot create the folder ({error.strerror})") from None
+    return path
+
+
+def _writable(path, flag: str) -> None:
+    try:
+        check_writable(path)
+    except (ValueError, OSError) as error:
+        raise type(error)(f"{flag} {error}") from None
+
+
+def _threads(requested: int) -> int:
+    """torch's CPU threads: 0 leaves torch's choice; more than the cores are capped, with a note."""
+    if requested < 0:
+        raise ValueError(f"--threads must be >= 0 (0: torch's choice), got {requested}")
+    cores = os.cpu_count() or 1
+    if requested > cores:
+        print(f"crm demo: --threads {requested} is more than the {cores} CPU cores; using {cores}", file=sys.stderr)
+        return cores
+    return requested
+
+
 def _tasks(requested: list[str] | None, sweep: bool) -> tuple[str, ...]:
-    from ..benchmarks.runner import DEFAULT_TASKS, TASKS
+    from ..experiments.runner import DEFAULT_TASKS, TASKS
 
     names: list[str] = []
     for item in requested or list(DEFAULT_TASKS):
@@ -69,54 +100,66 @@ def _command(args, tasks: tuple[str, ...]) -> str:
     return " ".join(shlex.quote(p) for p in parts)
 
 
-def run(args) -> int:
-    from ..benchmarks.runner import ExperimentConfig, run_benchmark
-    from . import report
+def _config(args, sweep: bool):
+    """The ExperimentConfig of the command line, checked (before minutes of embedding and training)."""
+    from ..experiments.runner import ExperimentConfig
 
-    sweep = args.sweep or args.sweep_lambdas is not None or args.sweep_alphas is not None
-    tasks = _tasks(args.task, sweep)
     epochs = args.epochs if args.epochs is not None else (2 if args.lora else 30)
-    if epochs < 1:
-        raise ValueError(f"--epochs must be >= 1, got {epochs}")
-    out = Path(args.out)
-    bandwidth = parse_bandwidth(args.bandwidth, "--bandwidth")
-    MmdOptions.of(args.kernel, bandwidth, args.estimator or "biased")  # before minutes of embedding
-    config = ExperimentConfig(
-        lambda_mmd=args.lambda_mmd, bandwidth=bandwidth, kernel=args.kernel,
+    return ExperimentConfig(
+        lambda_mmd=args.lambda_mmd, bandwidth=parse_bandwidth(args.bandwidth, "--bandwidth"), kernel=args.kernel,
         estimator=args.estimator, memory_bank_size=args.memory_bank, length_penalty=args.length_penalty,
         num_epochs=epochs, seed=args.seed, batch_size=16 if args.lora else 64,
         learning_rate=1e-3 if args.lora else 3e-3,
         sweep_lambdas=(_floats(args.sweep_lambdas) if args.sweep_lambdas else DEFAULT_SWEEP_LAMBDAS) if sweep else (),
         sweep_alphas=(_floats(args.sweep_alphas) if args.sweep_alphas else DEFAULT_SWEEP_ALPHAS) if sweep else (),
     )
-    if args.lambda_mmd < 0:
-        raise ValueError(f"--lambda must be >= 0, got {args.lambda_mmd}")
+
+
+def _outputs(args) -> tuple[Path, Path]:
+    """(html report, cache folder), every output checked and the folders created before any work."""
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file, expected a folder")
+    for flag, path in (("--json", args.json), ("--html", args.html)):
+        if path is not None:
+            _writable(path, flag)
+    if not args.html or not args.cache_dir:  # the report or the cache goes into the output folder
+        _folder(out, "--out")
     html_path = Path(args.html) if args.html else out / "report.html"
-    cache_dir = Path(args.cache_dir) if args.cache_dir else out / "cache"
-    if not args.html:
-        out.mkdir(parents=True, exist_ok=True)  # the output folder is the demo's own
-    for path in (html_path, args.json):
-        if path:
-            check_writable(path)  # before minutes of training
-    progress = not args.no_progress and sys.stderr.isatty() or args.progress
-    if args.threads:
+    _writable(html_path, "--html")
+    cache_dir = _folder(Path(args.cache_dir) if args.cache_dir else out / "cache", "--cache-dir")
+    return html_path, cache_dir
+
+
+def run(args) -> int:
+    from ..experiments.runner import run_experiments
+    from . import report
+
+    sweep = args.sweep or args.sweep_lambdas is not None or args.sweep_alphas is not None
+    tasks = _tasks(args.task, sweep)
+    config = _config(args, sweep)
+    threads = _threads(args.threads)
+    lora = None
+    if args.lora:
+        from ..experiments.lora import LoraConfig
+
+        lora = LoraConfig(rank=args.lora_rank)
+    html_path, cache_dir = _outputs(args)
+    progress = args.progress or (not args.no_progress and show_progress(None))
+    if threads:
         import torch
 
-        torch.set_num_threads(args.threads)
+        torch.set_num_threads(threads)
     started = time.perf_counter()
     print(f"crm demo: tasks {', '.join(tasks)}{' (quick)' if args.quick else ''}; "
           f"lambda={config.lambda_mmd:g}, bandwidth={config.bandwidth}, estimator={config.estimator or 'per task'}, "
           f"memory bank={config.memory_bank_size}; embeddings cached in {cache_dir}", flush=True)
-    lora = None
-    if args.lora:
-        from ..benchmarks.lora import LoraConfig
-
-        lora = LoraConfig(rank=args.lora_rank)
-    result = run_benchmark(tasks, config=config, quick=args.quick, cache_dir=cache_dir, progress=progress, lora=lora)
+    result = run_experiments(tasks, config=config, quick=args.quick, cache_dir=cache_dir, progress=progress,
+                             lora=lora)
     print(report.format_table(result.metrics))
     report.write_html(result, html_path, command=_command(args, tasks))
     print(f"report: {html_path}")
-    if args.json:
+    if args.json is not None:
         report.write_json(result, args.json)
         print(f"metrics: {args.json}")
     print(f"done in {time.perf_counter() - started:.0f} s")

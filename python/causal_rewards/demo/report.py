@@ -13,7 +13,7 @@ import os
 import numpy as np
 
 from .._io import atomic_write
-from ..benchmarks.runner import BenchmarkResult, VariantRun
+from ..experiments.runner import ExperimentResult, VariantRun
 
 # Column order of the table; a task shows the metrics it has.
 METRICS = ("accuracy", "sycophancy_rate", "bias_at_c", "acc_c", "acc_no_c", "length_spearman",
@@ -46,26 +46,29 @@ def format_table(metrics: dict[str, dict[str, dict[str, float]]]) -> str:
     return "\n".join(lines)
 
 
-def write_json(result: BenchmarkResult, path: str | os.PathLike) -> None:
+def write_json(result: ExperimentResult, path: str | os.PathLike) -> None:
     atomic_write(path, json.dumps(result.to_json_dict(), indent=2, sort_keys=False) + "\n")
 
 
 # ------------------------------------------------------------------------------------------------ plots
-def _png(figure) -> str:
-    import matplotlib.pyplot as plt
+def _figure(**options):
+    """A matplotlib Figure of its own (the object API: no pyplot state, no backend switch)."""
+    from matplotlib.figure import Figure
 
+    return Figure(**options)
+
+
+def _png(figure) -> str:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
-    plt.close(figure)
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 def _bars(task: str, metrics: dict[str, dict[str, float]]) -> str:
-    import matplotlib.pyplot as plt
-
     variants = list(metrics)
     names = [m for m in METRICS if any(m in metrics[v] for v in variants)]
-    figure, ax = plt.subplots(figsize=(1.4 + 1.3 * len(names), 3.2))
+    figure = _figure(figsize=(1.4 + 1.3 * len(names), 3.2))
+    ax = figure.subplots()
     width = 0.8 / len(variants)
     for i, variant in enumerate(variants):
         values = [metrics[variant].get(m, np.nan) for m in names]
@@ -79,9 +82,8 @@ def _bars(task: str, metrics: dict[str, dict[str, float]]) -> str:
 
 def _distributions(task: str, runs: list[VariantRun]) -> str:
     """Reward distributions on a test split, split by the spurious variable, per variant."""
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(1, len(runs), figsize=(3.4 * len(runs), 2.8), squeeze=False)
+    figure = _figure(figsize=(3.4 * len(runs), 2.8))
+    axes = figure.subplots(1, len(runs), squeeze=False)
     for ax, run in zip(axes[0], runs):
         rewards = run.test_rewards
         if task == "sycophancy":
@@ -118,9 +120,8 @@ def _distributions(task: str, runs: list[VariantRun]) -> str:
 
 
 def _curves(task: str, runs: list[VariantRun]) -> str:
-    import matplotlib.pyplot as plt
-
-    figure, (left, right) = plt.subplots(1, 2, figsize=(8, 2.8))
+    figure = _figure(figsize=(8, 2.8))
+    left, right = figure.subplots(1, 2)
     for run in runs:
         steps = [h["step"] for h in run.history]
         left.plot(steps, [h["preference_loss"] for h in run.history], label=run.variant)
@@ -134,13 +135,12 @@ def _curves(task: str, runs: list[VariantRun]) -> str:
     return _png(figure)
 
 
-def _pareto(result: BenchmarkResult) -> str | None:
+def _pareto(result: ExperimentResult) -> str | None:
     points = list(result.sweep) + [r for r in result.runs if r.task == "length"]
     if not result.sweep:
         return None
-    import matplotlib.pyplot as plt
-
-    figure, ax = plt.subplots(figsize=(5.2, 3.8))
+    figure = _figure(figsize=(5.2, 3.8))
+    ax = figure.subplots()
     for kind, marker, label in (("conditional", "o", "conditional CRM (lambda)"),
                                 ("length_penalty", "s", "vanilla + length penalty (alpha)")):
         setting = {r.lambda_mmd if kind == "conditional" else r.length_penalty: r for r in points if r.variant == kind}
@@ -181,11 +181,8 @@ def _metrics_html(metrics: dict[str, dict[str, dict[str, float]]]) -> str:
     return f"<table><tr><th>task</th><th>variant</th>{head}</tr>{''.join(rows)}</table>"
 
 
-def render_html(result: BenchmarkResult, *, command: str = "crm demo") -> str:
+def render_html(result: ExperimentResult, *, command: str = "crm demo") -> str:
     """The whole report as one HTML string (plots embedded, no external files)."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
     sections = []
     for task, variants in result.metrics.items():
         runs = [r for r in result.runs if r.task == task]
@@ -214,5 +211,5 @@ Rates are fractions in [0, 1].</p>
 """
 
 
-def write_html(result: BenchmarkResult, path: str | os.PathLike, *, command: str = "crm demo") -> None:
+def write_html(result: ExperimentResult, path: str | os.PathLike, *, command: str = "crm demo") -> None:
     atomic_write(path, render_html(result, command=command))

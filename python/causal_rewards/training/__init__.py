@@ -14,7 +14,8 @@ classes are imported on first use (they need the ``training`` extra: transformer
 
 from .memory_bank import MemoryBank
 from .objective import CRMObjective, CRMStepOutput
-from .plain import PlainRewardTrainer, PlainTrainerConfig, PreferencePairs
+from .pairs import PreferencePairs
+from .plain import PlainRewardTrainer, PlainTrainerConfig
 from .spurious import SpuriousBins
 
 _TRL = {

@@ -21,7 +21,8 @@ import numpy as np
 import torch
 
 from ..options import parse_bandwidth
-from .objective import CRMObjective
+from . import checkpoint
+from .settings import CRMSettings
 from .spurious import SpuriousBins, as_columns
 
 BINS_CHOSEN, BINS_REJECTED = "crm_bins_chosen", "crm_bins_rejected"
@@ -29,7 +30,6 @@ LENGTH_CHOSEN, LENGTH_REJECTED = "crm_length_chosen", "crm_length_rejected"
 CRM_COLUMNS = (BINS_CHOSEN, BINS_REJECTED, LENGTH_CHOSEN, LENGTH_REJECTED)
 STATE_FILE = "crm_state.pt"
 SUPPORTED_TRL = ("1.16", "2")  # [low, high): the hooks overridden here are those of TRL 1.16
-_STATE_FORMAT = "causal_rewards.crm_state/1"
 
 
 @dataclass
@@ -81,6 +81,7 @@ class CRMArguments:
     )
 
     def _check_crm_fields(self) -> None:
+        """Normalises the command-line forms and checks the CRM fields (``CRMSettings``)."""
         if isinstance(self.spurious_columns, str):
             self.spurious_columns = [self.spurious_columns]
         if self.spurious_columns is not None:
@@ -95,22 +96,14 @@ class CRMArguments:
             self.spurious_columns = list(self.spurious_columns)
         for name in ("num_bins", "binning"):
             value = getattr(self, name)
-            if isinstance(value, (list, tuple)):
-                if not value:
-                    raise ValueError(f"{name} is empty")
-                value = value[0] if len(value) == 1 else list(value)
-            setattr(self, name, value)
+            if isinstance(value, (list, tuple)) and len(value) == 1:
+                setattr(self, name, value[0])
         if isinstance(self.bandwidth, str):
             self.bandwidth = parse_bandwidth(self.bandwidth)
-        for name in ("lambda_mmd", "length_penalty"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or not np.isfinite(value):
-                raise ValueError(f"{name} must be a finite number, got {value!r}")
-        if self.lambda_mmd < 0:
-            raise ValueError(f"lambda_mmd must be >= 0, got {self.lambda_mmd}")
-        if not isinstance(self.memory_bank_size, int) or self.memory_bank_size < 0:
-            raise ValueError(f"memory_bank_size must be an int >= 0, got {self.memory_bank_size!r}")
-        # kernel, bandwidth and estimator are checked by CausalRewardLoss when the trainer builds it
+        self.crm_settings()
+
+    def crm_settings(self) -> CRMSettings:
+        return CRMSettings.of(self)
 
 
 def check_trl_version() -> None:
@@ -185,7 +178,7 @@ def spurious_columns(dataset, args: CRMArguments, where: str) -> tuple[list[np.n
 
 def fit_bins(dataset, args: CRMArguments) -> SpuriousBins:
     chosen, rejected = spurious_columns(dataset, args, "train_dataset")
-    bins = SpuriousBins(binning=args.binning, num_bins=args.num_bins, names=args.spurious_columns)
+    bins = args.crm_settings().spurious_bins(names=args.spurious_columns)
     return bins.fit([np.concatenate([c, r]) for c, r in zip(chosen, rejected)])
 
 
@@ -232,18 +225,16 @@ def pop_crm(inputs: dict) -> dict:
     return {c: inputs.pop(c) for c in CRM_COLUMNS if c in inputs}
 
 
-def build_objective(args: CRMArguments, bins: SpuriousBins) -> CRMObjective:
-    return CRMObjective(
-        lambda_mmd=args.lambda_mmd,
-        conditional=args.conditional,
-        num_bins=bins.num_bins,
-        kernel=args.kernel,
-        bandwidth=args.bandwidth,
-        estimator=args.estimator,
-        memory_bank_size=args.memory_bank_size,
-        length_penalty=args.length_penalty,
-        distributed=True,
-    )
+def completion_lengths(crm: dict, mask: torch.Tensor, args: CRMArguments, dtype: torch.dtype) -> dict:
+    """The lengths the length penalty needs, as ``CRMObjective`` keywords: from ``length_column`` when
+    given, else the token counts of ``mask`` (rows: chosen then rejected; a prompt shared by both
+    responses cancels in len_w - len_l). Empty without a length penalty."""
+    if args.length_penalty == 0:
+        return {}
+    if LENGTH_CHOSEN in crm:
+        return {"length_chosen": crm[LENGTH_CHOSEN], "length_rejected": crm[LENGTH_REJECTED]}
+    counts = mask.sum(dim=1).to(dtype)
+    return dict(zip(("length_chosen", "length_rejected"), counts.chunk(2)))
 
 
 class CRMTrainerMixin:
@@ -281,7 +272,7 @@ class CRMTrainerMixin:
             }
         elif eval_dataset is not None:
             eval_dataset = add_crm_columns(eval_dataset, self.crm_bins, args, "eval_dataset")
-        self.crm_objective = build_objective(args, self.crm_bins)
+        self.crm_objective = args.crm_settings().objective(self.crm_bins.num_bins, distributed=True)
         return train_dataset, eval_dataset
 
     def _crm_finish(self):
@@ -321,7 +312,7 @@ class CRMTrainerMixin:
     # ------------------------------------------------------------------------------------------ checkpoints
     def crm_state_dict(self) -> dict:
         return {
-            "format": _STATE_FORMAT,
+            "format": checkpoint.CRM_FORMAT,
             "bins": self.crm_bins.state_dict(),
             "memory_bank": self.crm_objective.bank_state_dict(),
         }
@@ -337,29 +328,34 @@ class CRMTrainerMixin:
             if os.path.isdir(folder):
                 torch.save(self.crm_state_dict(), os.path.join(folder, STATE_FILE))
 
-    def load_crm_state(self, checkpoint: str) -> None:
-        """Restores the fitted bins and memory bank saved in a checkpoint folder."""
-        path = os.path.join(checkpoint, STATE_FILE)
+    def load_crm_state(self, checkpoint_folder: str) -> None:
+        """Restores the fitted bins and memory bank saved in a checkpoint folder: all checked first,
+        then applied (a ValueError names the bad entry and changes nothing)."""
+        path = os.path.join(checkpoint_folder, STATE_FILE)
         if not os.path.isfile(path):
-            raise FileNotFoundError(f"{checkpoint} has no {STATE_FILE}: it was not written by a CRM trainer")
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        if not isinstance(state, dict) or state.get("format") != _STATE_FORMAT:
-            raise ValueError(f"{path} is not a CRM trainer state ({_STATE_FORMAT})")
-        if state["bins"] != self.crm_bins.state_dict():
-            # The data changed since the checkpoint: bin it as the checkpoint did.
-            self.crm_bins.load_state_dict(state["bins"])
-            self.train_dataset = add_crm_columns(
-                self.train_dataset, self.crm_bins, self.args, "train_dataset"
+            raise FileNotFoundError(
+                f"{checkpoint_folder} has no {STATE_FILE}: it was not written by a CRM trainer"
             )
-            if self.eval_dataset is not None:
-                self.eval_dataset = self._crm_rebin(self.eval_dataset)
-            self.crm_objective = build_objective(self.args, self.crm_bins)
-        self.crm_objective.load_bank_state_dict(state["memory_bank"])
+        state = checkpoint.load(path, checkpoint.CRM_FORMAT, "CRM trainer state")
+        for key in ("bins", "memory_bank"):
+            if key not in state:
+                raise ValueError(f"{path} has no entry {key!r}")
+        bins, objective = checkpoint.restore_crm(
+            self.args.crm_settings(), self.crm_bins, state["bins"], state["memory_bank"], path, distributed=True
+        )
+        if bins is not self.crm_bins:
+            # The data changed since the checkpoint: bin it as the checkpoint did.
+            train_dataset = add_crm_columns(self.train_dataset, bins, self.args, "train_dataset")
+            eval_dataset = self._crm_rebin(self.eval_dataset, bins)
+            self.crm_bins, self.train_dataset, self.eval_dataset = bins, train_dataset, eval_dataset
+        self.crm_objective = objective
 
-    def _crm_rebin(self, dataset):
+    def _crm_rebin(self, dataset, bins: SpuriousBins):
+        if dataset is None:
+            return None
         if isinstance(dataset, dict):
-            return {key: self._crm_rebin(d) for key, d in dataset.items()}
-        return add_crm_columns(dataset, self.crm_bins, self.args, "eval_dataset")
+            return {key: self._crm_rebin(d, bins) for key, d in dataset.items()}
+        return add_crm_columns(dataset, bins, self.args, "eval_dataset")
 
     def train(self, resume_from_checkpoint=None, trial=None, ignore_keys_for_eval=None, **kwargs):
         if resume_from_checkpoint is True:

@@ -123,16 +123,37 @@ class MemoryBank:
         }
 
     def load_state_dict(self, state: dict) -> None:
+        """Restores ``state_dict()``'s output; every entry is checked before anything is replaced."""
+        missing = [k for k in ("size", "num_bins", "num_groups", "values", "count", "head") if k not in state]
+        if missing:
+            raise ValueError(f"memory bank state has no entries {missing}")
         shape = (state["size"], state["num_bins"], state["num_groups"])
         if shape != (self.size, self.num_bins, self.num_groups):
             raise ValueError(
                 f"memory bank in the checkpoint has (size, num_bins, num_groups) = {shape}, "
                 f"but this trainer has {(self.size, self.num_bins, self.num_groups)}"
             )
+        cells = (self.num_groups, self.num_bins)
+        values, count, head = state["values"], state["count"], state["head"]
+        for name, tensor in (("count", count), ("head", head)):
+            if not isinstance(tensor, torch.Tensor) or tensor.shape != cells or tensor.dtype != torch.long:
+                raise ValueError(f"memory bank {name} must be an int64 tensor of shape {cells}")
+        if bool((count < 0).any() or (count > self.size).any() or (head < 0).any() or (head >= self.size).any()):
+            raise ValueError(f"memory bank counts must lie in [0, {self.size}] and heads in [0, {self.size})")
+        if values is None:
+            if bool(count.any()):
+                raise ValueError("memory bank has counts but no values")
+        elif (
+            not isinstance(values, torch.Tensor)
+            or values.shape != (*cells, self.size)
+            or not values.is_floating_point()
+            or not bool(torch.isfinite(values).all())
+        ):
+            raise ValueError(f"memory bank values must be a finite float tensor of shape {(*cells, self.size)}")
         device = self.values.device if self.values is not None else torch.device("cpu")
-        self.values = None if state["values"] is None else state["values"].clone().to(device)
-        self.count = state["count"].clone().to(device)
-        self.head = state["head"].clone().to(device)
+        self.values = None if values is None else values.clone().to(device)
+        self.count = count.clone().to(device)
+        self.head = head.clone().to(device)
 
     def _to(self, device: torch.device) -> None:
         if self.values is not None and self.values.device != device:

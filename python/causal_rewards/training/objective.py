@@ -11,8 +11,9 @@ For a batch of B pairs with rewards r_w, r_l, bins b_w, b_l, lengths len_w, len_
 alpha = ``length_penalty`` (the baseline "reward - alpha * length": the Bradley-Terry logit is taken
 on r + alpha * len, so the model's own reward r learns the preference score minus alpha * len; it is
 passed to ``CausalRewardLoss`` as the margin m - alpha (len_w - len_l)). The penalty is always on the
-model's reward r. With no bank and one process the whole objective is ``CausalRewardLoss`` itself.
-Other ranks' rewards and the bank's are constants: gradients flow only through this rank's batch (the
+model's reward r. Every part is computed by ``CausalRewardLoss`` (``preference_loss``, ``pooled``,
+``mmd``): with no bank and one process the whole objective is ``CausalRewardLoss`` itself. Other
+ranks' rewards and the bank's are constants: gradients flow only through this rank's batch (the
 gradient is scaled so that DDP's average equals the single-process gradient, see ``distributed``).
 """
 
@@ -21,10 +22,8 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import torch
-import torch.nn.functional as F
 
-from ..loss import CausalRewardLoss
-from ..ops import torch_ops
+from ..loss import CausalRewardLoss, PooledRewards
 from . import distributed
 from .memory_bank import MemoryBank
 
@@ -100,56 +99,45 @@ class CRMObjective:
         training: bool = True,
     ) -> CRMStepOutput:
         """The loss of one batch. ``training=False`` (evaluation) neither reads nor updates the bank."""
-        if self.length_penalty != 0.0:
-            if length_chosen is None or length_rejected is None:
-                raise ValueError("length_penalty needs the lengths of the chosen and rejected responses")
-            shift = self.length_penalty * (length_chosen - length_rejected).to(r_chosen.dtype)
-            margin = -shift if margin is None else margin - shift
+        fn = self.loss_fn
+        r_chosen, r_rejected, bins_chosen, bins_rejected = fn.check_batch(
+            r_chosen, r_rejected, bins_chosen, bins_rejected
+        )
+        margin = self._margin(margin, length_chosen, length_rejected, r_chosen.dtype)
+        preference = fn.preference_loss(r_chosen, r_rejected, margin)
+        pooled = fn.pooled(r_chosen, r_rejected, bins_chosen.long(), bins_rejected.long())
         _, world = distributed.world() if self.distributed else (0, 1)
-        use_bank = self.bank is not None and training
-        if not use_bank and world == 1:
-            loss, preference, mmd = self.loss_fn(
-                r_chosen, r_rejected, bins_chosen, bins_rejected, margin=margin
-            )
-            penalty = self.loss_fn.lambda_mmd * mmd
-        else:
-            # Same preference term as CausalRewardLoss; the penalty sees the global batch and the bank.
-            logits = r_chosen - r_rejected
-            if margin is not None:
-                logits = logits - margin
-            preference = -F.logsigmoid(logits).mean()
-            rewards = torch.cat([r_chosen, r_rejected])
-            bins = torch.cat([bins_chosen, bins_rejected]).long()
-            groups = torch.cat([torch.zeros_like(bins_chosen), torch.ones_like(bins_rejected)]).long()
-            if self.num_groups == 1:
-                groups = torch.zeros_like(groups)
-            if world > 1:
-                rewards, bins, groups = distributed.gather_global(rewards, bins, groups)
-            batch = (rewards.detach(), bins, groups)
-            if use_bank:
-                stored, stored_bins, stored_groups = self.bank.contents()
-                rewards = torch.cat([rewards, stored.to(rewards)])
-                bins = torch.cat([bins, stored_bins.to(bins.device)])
-                groups = torch.cat([groups, stored_groups.to(groups.device)])
-                self.bank.push(*batch)
-            fn = self.loss_fn
-            mmd = torch_ops.dispatch_pairwise(
-                rewards, bins, self.num_bins, groups if self.num_groups > 1 else None, fn.options
-            ).to(preference.dtype)
-            penalty = fn.lambda_mmd * distributed.scale_grad(mmd, world)
-            loss = preference + penalty
+        if world > 1:
+            pooled = PooledRewards(*distributed.gather_global(*pooled))
+        if self.bank is not None and training:
+            batch = (pooled.rewards.detach(), pooled.bins, pooled.groups)
+            pooled = pooled.extend(*self.bank.contents())
+            self.bank.push(*batch)
+        mmd = fn.mmd(pooled).to(preference.dtype)
+        penalty = fn.lambda_mmd * distributed.scale_grad(mmd, world)
         with torch.no_grad():
             accuracy = (r_chosen > r_rejected).to(preference.dtype).mean()
-        return CRMStepOutput(loss, preference, mmd, accuracy, penalty)
+        return CRMStepOutput(preference + penalty, preference, mmd, accuracy, penalty)
+
+    def _margin(self, margin, length_chosen, length_rejected, dtype):
+        """The Bradley-Terry margin with the length penalty's shift m - alpha (len_w - len_l)."""
+        if self.length_penalty == 0.0:
+            return margin
+        if length_chosen is None or length_rejected is None:
+            raise ValueError("length_penalty needs the lengths of the chosen and rejected responses")
+        shift = self.length_penalty * (length_chosen - length_rejected).to(dtype)
+        return -shift if margin is None else margin - shift
 
     def bank_state_dict(self) -> dict | None:
         return None if self.bank is None else self.bank.state_dict()
 
     def load_bank_state_dict(self, state: dict | None) -> None:
+        if state is not None and not isinstance(state, dict):
+            raise ValueError(f"the memory bank state must be a dict or None, got {type(state).__name__}")
         if (state is None) != (self.bank is None):
             raise ValueError(
                 "the checkpoint's memory bank does not match this trainer's memory_bank_size "
-                f"({'none' if state is None else state['size']} vs {0 if self.bank is None else self.bank.size})"
+                f"({'none' if state is None else state.get('size')} vs {0 if self.bank is None else self.bank.size})"
             )
         if self.bank is not None:
             self.bank.load_state_dict(state)

@@ -20,86 +20,19 @@ from __future__ import annotations
 import logging
 import math
 import os
-import pickle
-import random
 from dataclasses import asdict, dataclass
-from typing import Any
 
-import numpy as np
 import torch
 
 from .._io import atomic_save, progress_bar
-from . import _batches
-from .objective import CRMObjective
-from .spurious import SpuriousBins, as_columns
+from ..options import check_choice
+from . import _batches, checkpoint
+from .pairs import PreferencePairs
+from .settings import CRMSettings, check_int, check_number
 
 logger = logging.getLogger(__name__)
 
-_FORMAT = "causal_rewards.PlainRewardTrainer/1"
 _SCHEDULERS = ("constant", "linear", "cosine")
-
-
-@dataclass
-class PreferencePairs:
-    """N preference pairs: model inputs for the chosen and rejected responses and their spurious values.
-
-    Args:
-        chosen, rejected: model inputs with N rows (a tensor, or a tuple / dict of tensors).
-        spurious_chosen, spurious_rejected: the spurious variable of each response, shape (N,), or (N, k)
-            for k variables crossed into one bin per combination (numbers, or labels for "categorical").
-            For a variable of the pair (e.g. of the prompt) pass the same values twice.
-        length_chosen, length_rejected: response lengths (N,), needed by ``length_penalty``.
-    """
-
-    chosen: Any
-    rejected: Any
-    spurious_chosen: Any
-    spurious_rejected: Any
-    length_chosen: Any = None
-    length_rejected: Any = None
-
-    def __post_init__(self):
-        n = _batches.num_rows(self.chosen, "chosen")
-        if _batches.num_rows(self.rejected, "rejected") != n:
-            raise ValueError(
-                f"chosen has {n} rows but rejected has {_batches.num_rows(self.rejected, 'rejected')}"
-            )
-        if n == 0:
-            raise ValueError("PreferencePairs is empty")
-        self._spurious = (
-            as_columns(self.spurious_chosen, n, "spurious_chosen"),
-            as_columns(self.spurious_rejected, n, "spurious_rejected"),
-        )
-        if len(self._spurious[0]) != len(self._spurious[1]):
-            raise ValueError(
-                f"spurious_chosen has {len(self._spurious[0])} columns but spurious_rejected has "
-                f"{len(self._spurious[1])}"
-            )
-        self._lengths = None
-        if (self.length_chosen is None) != (self.length_rejected is None):
-            raise ValueError("give both length_chosen and length_rejected, or neither")
-        if self.length_chosen is not None:
-            self._lengths = tuple(
-                _as_lengths(value, n, name)
-                for value, name in (
-                    (self.length_chosen, "length_chosen"),
-                    (self.length_rejected, "length_rejected"),
-                )
-            )
-
-    def __len__(self) -> int:
-        return _batches.num_rows(self.chosen, "chosen")
-
-
-def _as_lengths(value, n: int, name: str) -> torch.Tensor:
-    array = value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
-    if array.shape != (n,):
-        raise ValueError(f"{name} must have shape ({n},), got {array.shape}")
-    if array.dtype.kind not in "iuf":
-        raise TypeError(f"{name} must hold numbers, got dtype {array.dtype}")
-    if not np.all(np.isfinite(array)):
-        raise ValueError(f"{name}[{int(np.flatnonzero(~np.isfinite(array))[0])}] is not finite")
-    return torch.as_tensor(array.astype(np.float64))
 
 
 @dataclass
@@ -148,38 +81,29 @@ class PlainTrainerConfig:
     eval_batch_size: int = 256
 
     def __post_init__(self):
-        def positive_int(name, allow_none=False, allow_zero=False):
-            value = getattr(self, name)
-            if value is None and allow_none:
-                return
-            if not isinstance(value, int) or isinstance(value, bool):
-                raise TypeError(f"PlainTrainerConfig.{name} must be an int, got {type(value).__name__}")
-            if value < (0 if allow_zero else 1):
-                raise ValueError(
-                    f"PlainTrainerConfig.{name} must be >= {0 if allow_zero else 1}, got {value}"
-                )
-
-        for name in ("batch_size", "num_epochs", "log_every", "eval_batch_size"):
-            positive_int(name)
-        for name in ("max_steps", "eval_every", "early_stopping_patience", "save_every"):
-            positive_int(name, allow_none=True)
-        positive_int("warmup_steps", allow_zero=True)
-        positive_int("memory_bank_size", allow_zero=True)
-        positive_int("seed", allow_zero=True)
-        for name in ("lambda_mmd", "length_penalty", "learning_rate", "weight_decay"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
-                raise ValueError(f"PlainTrainerConfig.{name} must be a finite number, got {value!r}")
-        if self.lambda_mmd < 0:
-            raise ValueError(f"PlainTrainerConfig.lambda_mmd must be >= 0, got {self.lambda_mmd}")
-        if self.learning_rate <= 0:
-            raise ValueError(f"PlainTrainerConfig.learning_rate must be > 0, got {self.learning_rate}")
-        if self.lr_scheduler not in _SCHEDULERS:
-            raise ValueError(f"unknown lr_scheduler {self.lr_scheduler!r}: expected one of {_SCHEDULERS}")
+        name = type(self).__name__
+        for field, low in (("batch_size", 1), ("num_epochs", 1), ("log_every", 1), ("eval_batch_size", 1),
+                           ("warmup_steps", 0), ("seed", 0)):
+            check_int(getattr(self, field), f"{name}.{field}", low)
+        for field in ("max_steps", "eval_every", "early_stopping_patience", "save_every"):
+            if getattr(self, field) is not None:
+                check_int(getattr(self, field), f"{name}.{field}", 1)
+        CRMSettings.of(self, name)
+        # settings that would silently corrupt training: a non-positive step size or clipping norm
+        # (gradient ascent), a negative weight decay (weights grow)
+        if check_number(self.learning_rate, f"{name}.learning_rate") <= 0:
+            raise ValueError(f"{name}.learning_rate must be > 0, got {self.learning_rate}")
+        if check_number(self.weight_decay, f"{name}.weight_decay") < 0:
+            raise ValueError(f"{name}.weight_decay must be >= 0, got {self.weight_decay}")
+        if self.max_grad_norm is not None and check_number(self.max_grad_norm, f"{name}.max_grad_norm") <= 0:
+            raise ValueError(f"{name}.max_grad_norm must be > 0 (or None for no clipping), got {self.max_grad_norm}")
+        check_choice("lr_scheduler", self.lr_scheduler, _SCHEDULERS)
         if self.save_every is not None and self.output_dir is None:
-            raise ValueError("PlainTrainerConfig.save_every needs output_dir")
+            raise ValueError(f"{name}.save_every needs output_dir")
         if self.early_stopping_patience is not None and self.eval_every is None:
-            raise ValueError("PlainTrainerConfig.early_stopping_patience needs eval_every")
+            raise ValueError(f"{name}.early_stopping_patience needs eval_every")
+        if not isinstance(self.progress, bool):
+            raise TypeError(f"{name}.progress must be a bool, got {type(self.progress).__name__}")
 
 
 class PlainRewardTrainer:
@@ -212,22 +136,22 @@ class PlainRewardTrainer:
             raise ValueError(
                 "length_penalty needs length_chosen and length_rejected in the train and eval pairs"
             )
-        if eval is not None and len(eval._spurious[0]) != len(train._spurious[0]):
+        if eval is not None and eval.num_variables != train.num_variables:
             raise ValueError(
-                f"eval has {len(eval._spurious[0])} spurious columns but train has {len(train._spurious[0])}"
+                f"eval has {eval.num_variables} spurious columns but train has {train.num_variables}"
             )
         if config.eval_every is not None and eval is None:
             raise ValueError("PlainTrainerConfig.eval_every needs eval pairs")
         self.model = model
         self.config = config
+        self.settings = CRMSettings.of(config)
         self.train_pairs = train
         self.eval_pairs = eval
         # Bins fitted once, on the pooled chosen and rejected values of the training set.
-        self.bins = SpuriousBins(binning=config.binning, num_bins=config.num_bins)
-        self.bins.fit([np.concatenate([c, r]) for c, r in zip(*train._spurious)])
+        self.bins = self.settings.spurious_bins().fit(train.pooled_spurious())
         self._train_bins = self._bin(train)
         self._eval_bins = self._bin(eval) if eval is not None else None
-        self.objective = self._build_objective()
+        self.objective = self.settings.objective(self.bins.num_bins, distributed=False)
         self.optimizer = torch.optim.AdamW(
             [p for p in model.parameters() if p.requires_grad],
             lr=config.learning_rate,
@@ -244,22 +168,9 @@ class PlainRewardTrainer:
         self._resumed = False
 
     # ----------------------------------------------------------------------------------------------- setup
-    def _bin(self, pairs: PreferencePairs) -> tuple[torch.Tensor, torch.Tensor]:
-        return tuple(torch.as_tensor(self.bins.transform(columns)) for columns in pairs._spurious)
-
-    def _build_objective(self) -> CRMObjective:
-        config = self.config
-        return CRMObjective(
-            lambda_mmd=config.lambda_mmd,
-            conditional=config.conditional,
-            num_bins=self.bins.num_bins,
-            kernel=config.kernel,
-            bandwidth=config.bandwidth,
-            estimator=config.estimator,
-            memory_bank_size=config.memory_bank_size,
-            length_penalty=config.length_penalty,
-            distributed=False,
-        )
+    def _bin(self, pairs: PreferencePairs, bins=None) -> tuple[torch.Tensor, torch.Tensor]:
+        bins = self.bins if bins is None else bins
+        return tuple(torch.as_tensor(bins.transform(columns)) for columns in pairs._spurious)
 
     def _lr_factor(self, step: int) -> float:
         warmup = self.config.warmup_steps
@@ -413,15 +324,15 @@ class PlainRewardTrainer:
     # ---------------------------------------------------------------------------------------- checkpoints
     def state_dict(self) -> dict:
         return {
-            "format": _FORMAT,
+            "format": checkpoint.PLAIN_FORMAT,
             "step": self.step,
-            "config": _plain(asdict(self.config)),
+            "config": checkpoint.plain_values(asdict(self.config)),
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "bins": self.bins.state_dict(),
             "memory_bank": self.objective.bank_state_dict(),
-            "rng": _rng_state(),
+            "rng": checkpoint.rng_state(),
             "history": self.history,
             "early_stopping": {
                 "best_eval_loss": self.best_eval_loss,
@@ -436,70 +347,27 @@ class PlainRewardTrainer:
         atomic_save(path, lambda temporary: torch.save(state, temporary))
 
     def resume_from(self, path: str | os.PathLike) -> None:
-        """Restores a checkpoint of ``save_checkpoint``; ``train()`` then continues from its step."""
-        path = os.fspath(path)
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"no checkpoint at {path}")
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except (
-            RuntimeError,
-            OSError,
-            EOFError,
-            ValueError,
-            pickle.UnpicklingError,
-        ) as error:  # truncated, foreign
-            raise ValueError(f"{path} is not a readable PlainRewardTrainer checkpoint: {error}") from None
-        if not isinstance(state, dict) or state.get("format") != _FORMAT:
-            raise ValueError(f"{path} is not a PlainRewardTrainer checkpoint (format {_FORMAT})")
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        if state["bins"] != self.bins.state_dict():  # the checkpoint's bins win over those fitted here
-            self.bins.load_state_dict(state["bins"])
-            self._train_bins = self._bin(self.train_pairs)
-            if self.eval_pairs is not None:
-                self._eval_bins = self._bin(self.eval_pairs)
-            self.objective = self._build_objective()
-        self.objective.load_bank_state_dict(state["memory_bank"])
-        self.step = int(state["step"])
-        self.history = list(state["history"])
-        early = state["early_stopping"]
-        self.best_eval_loss = float(early["best_eval_loss"])
-        self.evals_without_improvement = int(early["evals_without_improvement"])
-        self.stopped_early = bool(early["stopped_early"])
-        _set_rng_state(state["rng"])
+        """Restores a checkpoint of ``save_checkpoint``; ``train()`` then continues from its step.
+
+        The whole checkpoint is checked first (``checkpoint.read_plain``): a ValueError names the missing
+        or bad entry and leaves the trainer, its model's weights included, as it was. The checkpoint's
+        bins win over those fitted here (the data are binned as the checkpoint did).
+        """
+        saved = checkpoint.read_plain(
+            path, model=self.model, optimizer=self.optimizer, settings=self.settings, bins=self.bins
+        )
+        train_bins = self._bin(self.train_pairs, saved.bins)
+        eval_bins = self._bin(self.eval_pairs, saved.bins) if self.eval_pairs is not None else None
+        # Everything is checked: apply.
+        self.model.load_state_dict(saved.model)
+        self.optimizer.load_state_dict(saved.optimizer)
+        self.scheduler.load_state_dict(saved.scheduler)
+        self.bins, self._train_bins, self._eval_bins = saved.bins, train_bins, eval_bins
+        self.objective = saved.objective
+        self.step = saved.step
+        self.history = saved.history
+        self.best_eval_loss = saved.best_eval_loss
+        self.evals_without_improvement = saved.evals_without_improvement
+        self.stopped_early = saved.stopped_early
+        checkpoint.set_rng_state(saved.rng)
         self._resumed = True
-
-
-def _plain(value):
-    """Config values as plain Python (checkpoints load with weights_only=True)."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, (bool, int, float, str)) or value is None:
-        return value
-    return repr(value)
-
-
-def _rng_state() -> dict:
-    numpy_state = np.random.get_state()
-    state = {
-        "torch": torch.get_rng_state(),
-        "python": random.getstate(),
-        "numpy": (numpy_state[0], torch.as_tensor(numpy_state[1].astype(np.int64)), *numpy_state[2:]),
-    }
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
-    version, inner, gauss = state["python"]
-    random.setstate((version, tuple(inner), gauss))
-    name, keys, *rest = state["numpy"]
-    np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import torch
 from trl import DPOConfig, DPOTrainer
 
-from ._trl_common import LENGTH_CHOSEN, LENGTH_REJECTED, CRMArguments, CRMTrainerMixin, pop_crm
+from ._trl_common import CRMArguments, CRMTrainerMixin, completion_lengths, pop_crm
 
 
 @dataclass
@@ -135,13 +135,7 @@ class CausalDPOTrainer(CRMTrainerMixin, DPOTrainer):
             ref_logps = self._sequence_logps(recorded[1].log_probs, completion_mask).detach()
         rewards_chosen, rewards_rejected = (self.beta * (logps - ref_logps)).chunk(2)
 
-        lengths = {}
-        if self.args.length_penalty != 0:
-            if LENGTH_CHOSEN in crm:
-                lengths = {"length_chosen": crm[LENGTH_CHOSEN], "length_rejected": crm[LENGTH_REJECTED]}
-            else:
-                counts = completion_mask.sum(dim=1).to(rewards_chosen.dtype)
-                lengths = dict(zip(("length_chosen", "length_rejected"), counts.chunk(2)))
+        lengths = completion_lengths(crm, completion_mask, self.args, rewards_chosen.dtype)
         out = self.crm_objective(
             rewards_chosen,
             rewards_rejected,

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import torch
 from trl import RewardConfig, RewardTrainer
 
-from ._trl_common import LENGTH_CHOSEN, LENGTH_REJECTED, CRMArguments, CRMTrainerMixin, pop_crm
+from ._trl_common import CRMArguments, CRMTrainerMixin, completion_lengths, pop_crm
 
 
 @dataclass
@@ -74,13 +74,7 @@ class CausalRewardTrainer(CRMTrainerMixin, RewardTrainer):
         outputs = model(**inputs)
         rewards_chosen, rewards_rejected = torch.chunk(outputs.logits.squeeze(-1), chunks=2)
 
-        lengths = {}
-        if self.args.length_penalty != 0:
-            if LENGTH_CHOSEN in crm:
-                lengths = {"length_chosen": crm[LENGTH_CHOSEN], "length_rejected": crm[LENGTH_REJECTED]}
-            else:  # token counts; the prompt, shared by both responses, cancels in the difference
-                counts = inputs["attention_mask"].sum(dim=1).to(rewards_chosen.dtype)
-                lengths = dict(zip(("length_chosen", "length_rejected"), torch.chunk(counts, 2)))
+        lengths = completion_lengths(crm, inputs["attention_mask"], self.args, rewards_chosen.dtype)
         out = self.crm_objective(
             rewards_chosen,
             rewards_rejected,

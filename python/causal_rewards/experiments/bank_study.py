@@ -1,6 +1,6 @@
 """Does the memory bank help? Variance of the batch MMD estimate and the final bias, with and without it.
 
-    python -m causal_rewards.training.bank_study [--seeds 5] [--bins 10] [--bank 64] [--lam 10]
+    python -m causal_rewards.experiments.bank_study [--seeds 5] [--bins 10] [--bank 64] [--lam 10]
 
 Synthetic preference task: x in R^8, quality q = x_0, spurious z = x_1; the labels prefer the response
 with the larger q + 1.5 z + noise, so a vanilla reward model leans on z. z is binned into ``--bins``
@@ -26,9 +26,7 @@ import numpy as np
 import torch
 
 from ..functional import pairwise_bin_mmd
-from .memory_bank import MemoryBank
-from .plain import PlainRewardTrainer, PlainTrainerConfig, PreferencePairs
-from .spurious import SpuriousBins
+from ..training import MemoryBank, PlainRewardTrainer, PlainTrainerConfig, PreferencePairs, SpuriousBins
 
 
 def make_task(n: int, seed: int, dim: int = 8):

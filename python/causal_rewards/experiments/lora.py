@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from .data import BiasTask
-from .embedding import EMBEDDING_DIM, default_model_path, mean_pool
+from .embedding import EMBEDDING_DIM, default_model_path, mean_pool, transformers_progress
 
 
 @dataclass
@@ -67,14 +67,15 @@ class TokenInputs:
 class LoraRewardModel(torch.nn.Module):
     """all-MiniLM-L6-v2 with LoRA adapters (the base weights frozen) and the MLP head."""
 
-    def __init__(self, config: LoraConfig | None = None, *, hidden: int = 64):
+    def __init__(self, config: LoraConfig | None = None, *, hidden: int = 64, progress: bool = False):
         from peft import LoraConfig as PeftLoraConfig
         from peft import get_peft_model
         from transformers import AutoModel
 
         super().__init__()
         config = config or LoraConfig()
-        base = AutoModel.from_pretrained(config.model_path or default_model_path(), local_files_only=True)
+        with transformers_progress(progress):
+            base = AutoModel.from_pretrained(config.model_path or default_model_path(), local_files_only=True)
         adapters = PeftLoraConfig(r=config.rank, lora_alpha=config.alpha, lora_dropout=config.dropout,
                                   target_modules=list(config.target_modules))
         self.encoder = get_peft_model(base, adapters)

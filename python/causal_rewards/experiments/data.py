@@ -1,4 +1,4 @@
-"""Containers for the benchmark tasks: preference pairs, scored responses, and a task with its splits.
+"""Containers for the experiments' tasks: preference pairs, scored responses, and a task with its splits.
 
 A task holds one training split of preference pairs in which the spurious variable Z follows the
 preference, and named test splits in which it does not (or is reversed), each with the ground truth
@@ -10,6 +10,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+
+
+def _check_rows(split, texts: tuple[str, ...], arrays: tuple[str, ...]) -> None:
+    """Every text list, array and ``info`` entry of a split has one entry per prompt."""
+    n, owner = len(split.prompts), type(split).__name__
+    sizes = [(name, "items", getattr(split, name)) for name in texts]
+    sizes += [(name, "rows", getattr(split, name)) for name in arrays]
+    sizes += [(f"info[{key!r}]", "rows", value) for key, value in split.info.items()]
+    for name, unit, value in sizes:
+        if len(value) != n:
+            raise ValueError(f"{owner}.{name} has {len(value)} {unit}, prompts has {n}")
 
 
 @dataclass(frozen=True)
@@ -28,16 +39,7 @@ class PairSplit:
     info: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self):
-        n = len(self.prompts)
-        for name in ("chosen", "rejected"):
-            if len(getattr(self, name)) != n:
-                raise ValueError(f"PairSplit.{name} has {len(getattr(self, name))} items, prompts has {n}")
-        for name in ("spurious_chosen", "spurious_rejected"):
-            if len(getattr(self, name)) != n:
-                raise ValueError(f"PairSplit.{name} has {len(getattr(self, name))} rows, prompts has {n}")
-        for key, value in self.info.items():
-            if len(value) != n:
-                raise ValueError(f"PairSplit.info[{key!r}] has {len(value)} rows, prompts has {n}")
+        _check_rows(self, ("chosen", "rejected"), ("spurious_chosen", "spurious_rejected"))
 
     def __len__(self) -> int:
         return len(self.prompts)
@@ -52,12 +54,7 @@ class ResponseSplit:
     info: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self):
-        n = len(self.prompts)
-        if len(self.responses) != n:
-            raise ValueError(f"ResponseSplit.responses has {len(self.responses)} items, prompts has {n}")
-        for key, value in self.info.items():
-            if len(value) != n:
-                raise ValueError(f"ResponseSplit.info[{key!r}] has {len(value)} rows, prompts has {n}")
+        _check_rows(self, ("responses",), ())
 
     def __len__(self) -> int:
         return len(self.prompts)

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from causal_rewards.benchmarks import concept, demographic, length, sycophancy
-from causal_rewards.benchmarks.data import PairSplit, word_count
+from causal_rewards.experiments import concept, demographic, length, sycophancy
+from causal_rewards.experiments.data import PairSplit, word_count
 
 MAKERS = {
     "sycophancy": sycophancy.make_sycophancy,

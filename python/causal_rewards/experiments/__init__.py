@@ -6,8 +6,10 @@
 - Metrics (``metrics``): sycophancy rate, Bias@C / Acc@C / Acc@NoC, discrimination score, length
   Spearman, pairwise accuracy.
 - ``EmbeddingCache`` / ``SentenceEncoder``: the frozen all-MiniLM-L6-v2 encoder, embeddings cached on disk.
-- ``run_benchmark``: trains vanilla, unconditional and conditional CRM (and the length penalty) heads
+- ``run_experiments``: trains vanilla, unconditional and conditional CRM (and the length penalty) heads
   with ``causal_rewards.training.PlainRewardTrainer`` and evaluates them; ``crm demo`` drives it.
+- Studies run as scripts: ``python -m causal_rewards.experiments.study`` (sensitivity to the CRM
+  settings) and ``python -m causal_rewards.experiments.bank_study`` (does the memory bank help?).
 """
 
 from .concept import make_concept
@@ -20,10 +22,10 @@ from .runner import (
     DEFAULT_TASKS,
     TASKS,
     VARIANTS,
-    BenchmarkResult,
     ExperimentConfig,
+    ExperimentResult,
     make_task,
-    run_benchmark,
+    run_experiments,
 )
 from .sycophancy import make_sycophancy
 
@@ -31,10 +33,10 @@ __all__ = [
     "DEFAULT_TASKS",
     "TASKS",
     "VARIANTS",
-    "BenchmarkResult",
     "BiasTask",
     "EmbeddingCache",
     "ExperimentConfig",
+    "ExperimentResult",
     "PairSplit",
     "ResponseSplit",
     "SentenceEncoder",
@@ -44,5 +46,5 @@ __all__ = [
     "make_length",
     "make_sycophancy",
     "make_task",
-    "run_benchmark",
+    "run_experiments",
 ]

@@ -1,10 +1,10 @@
-"""The benchmark metrics against hand-computed cases and independent references."""
+"""The experiments' metrics against hand-computed cases and independent references."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from causal_rewards.benchmarks import metrics
+from causal_rewards.experiments import metrics
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

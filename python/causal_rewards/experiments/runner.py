@@ -51,7 +51,7 @@ _MAKERS = {"sycophancy": make_sycophancy, "concept": make_concept, "length": mak
 
 @dataclass
 class ExperimentConfig:
-    """Settings of one benchmark run (the defaults are those of ``crm demo``).
+    """Settings of one experiment run (the defaults are those of ``crm demo``).
 
     lambda_mmd, bandwidth, kernel, estimator, memory_bank_size: of both CRM variants (estimator None:
     the task's entry in DEFAULT_ESTIMATOR).
@@ -76,6 +76,33 @@ class ExperimentConfig:
     sweep_lambdas: tuple[float, ...] = ()
     sweep_alphas: tuple[float, ...] = ()
     lambda_per_task: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self):
+        from ..loss import check_weight
+        from ..training.settings import check_int, check_number
+
+        for lam in (*self.sweep_lambdas, *self.lambda_per_task.values()):
+            check_weight(lam, "a lambda of the sweep")
+        for alpha in self.sweep_alphas:
+            check_number(alpha, "an alpha of the sweep")
+        check_int(self.hidden, "ExperimentConfig.hidden", 1)
+        # the trainer's own checks of every other setting, before any data is made
+        self.trainer_config("length", 2, "quantile", lambda_mmd=self.lambda_mmd, conditional=True,
+                            length_penalty=self.length_penalty)
+
+    def trainer_config(self, task: str, num_bins: int, binning: str, *, lambda_mmd: float, conditional: bool,
+                       length_penalty: float):
+        """The ``PlainTrainerConfig`` of one model trained on ``task``."""
+        from ..training import PlainTrainerConfig
+
+        return PlainTrainerConfig(
+            lambda_mmd=lambda_mmd, conditional=conditional, num_bins=num_bins, binning=binning,
+            kernel=self.kernel, bandwidth=self.bandwidth, estimator=self.estimator or DEFAULT_ESTIMATOR.get(task, "biased"),
+            memory_bank_size=self.memory_bank_size, length_penalty=length_penalty,
+            learning_rate=self.learning_rate, weight_decay=self.weight_decay, batch_size=self.batch_size,
+            num_epochs=self.num_epochs, seed=self.seed, progress=False, log_every=10,
+            eval_batch_size=self.eval_batch_size,
+        )
 
 
 def make_task(name: str, *, quick: bool = False, seed: int = 0) -> BiasTask:
@@ -169,7 +196,7 @@ def train_variant(task: BiasTask, embeddings, config: ExperimentConfig, *, lambd
     """
     import torch
 
-    from ..training import PlainRewardTrainer, PlainTrainerConfig, PreferencePairs
+    from ..training import PlainRewardTrainer, PreferencePairs
 
     train: PairSplit = task.train
     pairs = PreferencePairs(
@@ -180,15 +207,8 @@ def train_variant(task: BiasTask, embeddings, config: ExperimentConfig, *, lambd
         length_chosen=word_count(train.chosen) if length_penalty else None,
         length_rejected=word_count(train.rejected) if length_penalty else None,
     )
-    trainer_config = PlainTrainerConfig(
-        lambda_mmd=float(lambda_mmd), conditional=conditional, num_bins=task.num_bins, binning=task.binning,
-        kernel=config.kernel, bandwidth=config.bandwidth,
-        estimator=config.estimator or DEFAULT_ESTIMATOR.get(task.name, "biased"),
-        memory_bank_size=config.memory_bank_size, length_penalty=float(length_penalty),
-        learning_rate=config.learning_rate, weight_decay=config.weight_decay, batch_size=config.batch_size,
-        num_epochs=config.num_epochs, seed=config.seed, progress=False, log_every=10,
-        eval_batch_size=config.eval_batch_size,
-    )
+    trainer_config = config.trainer_config(task.name, task.num_bins, task.binning, lambda_mmd=lambda_mmd,
+                                           conditional=conditional, length_penalty=length_penalty)
     torch.manual_seed(config.seed)  # the initial weights: the same for every variant
     model = model_factory() if model_factory is not None else RewardHead.build(config.hidden)
     trainer = PlainRewardTrainer(model, trainer_config, train=pairs)
@@ -216,7 +236,7 @@ def _test_rewards(task: BiasTask, score) -> dict[str, dict[str, np.ndarray]]:
 
 
 @dataclass
-class BenchmarkResult:
+class ExperimentResult:
     """metrics[task][variant][metric]; runs: every trained variant; sweep: the length Pareto runs."""
 
     metrics: dict[str, dict[str, dict[str, float]]]
@@ -233,10 +253,10 @@ def task_variants(name: str) -> tuple[str, ...]:
     return VARIANTS if name == "length" else VARIANTS[:3]
 
 
-def run_benchmark(tasks=DEFAULT_TASKS, *, config: ExperimentConfig | None = None, quick: bool = False,
+def run_experiments(tasks=DEFAULT_TASKS, *, config: ExperimentConfig | None = None, quick: bool = False,
                   cache_dir="crm-demo-out/cache", progress: bool = False,
                   log: Callable[[str], None] | None = None, cache: EmbeddingCache | None = None,
-                  lora=None) -> BenchmarkResult:
+                  lora=None) -> ExperimentResult:
     """Generates, embeds, trains and evaluates every variant of every task.
 
     cache: the embedding cache (default: one under ``cache_dir``). lora: a ``lora.LoraConfig`` to
@@ -263,7 +283,7 @@ def run_benchmark(tasks=DEFAULT_TASKS, *, config: ExperimentConfig | None = None
                 from .lora import LoraRewardModel, TokenInputs
 
                 embeddings = TokenInputs(task, lora)
-                factory = functools.partial(LoraRewardModel, lora, hidden=config.hidden)
+                factory = functools.partial(LoraRewardModel, lora, hidden=config.hidden, progress=progress)
             metrics[name] = {}
             for variant in task_variants(name):
                 bar.set_postfix_str(f"{name}: {variant}")
@@ -287,5 +307,5 @@ def run_benchmark(tasks=DEFAULT_TASKS, *, config: ExperimentConfig | None = None
                                                length_penalty=alpha, variant="length_penalty",
                                                model_factory=factory))
                     bar.update(1)
-    return BenchmarkResult(metrics, runs, sweep, replace(config), quick)
+    return ExperimentResult(metrics, runs, sweep, replace(config), quick)
 

