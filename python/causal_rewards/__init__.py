@@ -25,6 +25,7 @@ __all__ = [
     "num_threads",
     "pairwise_bin_mmd",
     "pairwise_bin_mmd_value_and_grad",
+    "score",
     "set_num_threads",
     "set_parallelism",
 ]
@@ -36,4 +37,9 @@ def __getattr__(name):
         from . import loss
 
         return getattr(loss, name)
+    # scoring with a reward model needs transformers (optional): imported on first use
+    if name == "score":
+        from . import model_audit
+
+        return getattr(model_audit, name)
     raise AttributeError(f"module 'causal_rewards' has no attribute {name!r}")

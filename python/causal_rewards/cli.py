@@ -11,7 +11,11 @@ import argparse
 import importlib
 import sys
 
-SUBCOMMANDS = ("causal_rewards.demo.cli", "causal_rewards.audit.cli")
+SUBCOMMANDS = (
+    "causal_rewards.demo.cli",
+    "causal_rewards.audit.cli",
+    "causal_rewards.model_audit.score_cli",
+)
 
 
 class UsageError(Exception):
