@@ -15,6 +15,7 @@ SUBCOMMANDS = (
     "causal_rewards.demo.cli",
     "causal_rewards.audit.cli",
     "causal_rewards.model_audit.score_cli",
+    "causal_rewards.model_audit.probe_cli",
 )
 
 
