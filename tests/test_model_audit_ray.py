@@ -12,8 +12,8 @@ pq = pytest.importorskip("pyarrow.parquet")
 ray = pytest.importorskip("ray", reason='the Ray engine needs pip install "ray[data]"')
 pytest.importorskip("ray.data")
 
-import causal_rewards as cr  # noqa: E402
-import model_audit_models as models  # noqa: E402
+import causal_rewards as cr
+import model_audit_models as models
 
 
 @pytest.fixture(scope="session")

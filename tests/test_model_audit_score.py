@@ -15,11 +15,11 @@ pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")
 pd = pytest.importorskip("pandas")
 
-import causal_rewards as cr  # noqa: E402
-import model_audit_models as models  # noqa: E402
-from causal_rewards import cli  # noqa: E402
-from causal_rewards.model_audit import parts as parts_module  # noqa: E402
-from causal_rewards.model_audit.layout import METADATA_KEY, reward_columns  # noqa: E402
+import causal_rewards as cr
+import model_audit_models as models
+from causal_rewards import cli
+from causal_rewards.model_audit import parts as parts_module
+from causal_rewards.model_audit.layout import METADATA_KEY, reward_columns
 
 LAYOUT = ["row", "prompt", "chosen", "rejected", "reward_chosen", "reward_rejected", "tokens_chosen",
           "tokens_rejected"]
@@ -307,3 +307,18 @@ def test_bad_options_exit_2(biased, rows, tmp_path, capsys, monkeypatch, argv, m
     assert run_cli(biased, data, *out, *argv) == 2
     one_line_error(capsys, match)
     assert not list(tmp_path.glob("*.parquet"))
+
+
+def test_a_failing_chat_template_is_one_clear_line(biased, rows, tmp_path, capsys):
+    from transformers import AutoTokenizer
+
+    folder = tmp_path / "strict"
+    shutil.copytree(biased, folder)
+    tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    tokenizer.chat_template = "{{ raise_exception('the first message must be a system message') }}"
+    tokenizer.save_pretrained(folder)
+    data = write_jsonl(tmp_path / "d.jsonl", conversational(rows, True))
+    capsys.readouterr()
+    assert run_cli(folder, data, "--out", tmp_path / "out.parquet") == 2
+    one_line_error(capsys, "its chat template failed: the first message must be a system message")
+    assert not (tmp_path / "out.parquet").exists()

@@ -60,10 +60,10 @@ def _messages(value, where: str, name: str) -> list[dict]:
     out = []
     for i, message in enumerate(list(value)):
         if not isinstance(message, Mapping) or not isinstance(message.get("role"), str):
-            raise ValueError(f"{where}: {name!r}[{i}] is not a message with a 'role' and a 'content'")
+            raise TypeError(f"{where}: {name!r}[{i}] is not a message with a 'role' and a 'content'")
         content = message.get("content")
         if not isinstance(content, str):
-            raise ValueError(f"{where}: {name!r}[{i}] must have text content, got {type(content).__name__}")
+            raise TypeError(f"{where}: {name!r}[{i}] must have text content, got {type(content).__name__}")
         out.append({"role": message["role"], "content": content})
     return out
 
@@ -72,7 +72,7 @@ def _text(value, where: str, name: str) -> str:
     if _missing(value):
         raise ValueError(f"{where}: {name!r} is missing")
     if not isinstance(value, str):
-        raise ValueError(f"{where}: {name!r} must be a text, got {type(value).__name__}")
+        raise TypeError(f"{where}: {name!r} must be a text, got {type(value).__name__}")
     if not value.strip():
         raise ValueError(f"{where}: {name!r} is empty")
     return value
@@ -150,7 +150,7 @@ class PairSource:
         for origin, read in self.readers:
             for i, row in enumerate(read()):
                 if not isinstance(row, Mapping):
-                    raise ValueError(f"{origin}: row {i} is not an object with columns")
+                    raise TypeError(f"{origin}: row {i} is not an object with columns")
                 if i == 0:
                     self._check_columns(origin, [str(c) for c in row])
                 yield f"{origin}: row {i}", row
@@ -242,7 +242,7 @@ def _dataset_rows_of_folder(path: str):
 def _dataset_rows(dataset, origin: str):
     if isinstance(dataset, dict):  # DatasetDict, IterableDatasetDict
         splits = ", ".join(map(str, dataset.keys()))
-        raise ValueError(f"{origin}: a DatasetDict (splits {splits}): pass one split, e.g. data['train']")
+        raise TypeError(f"{origin}: a DatasetDict (splits {splits}): pass one split, e.g. data['train']")
     if hasattr(dataset, "iter") and hasattr(dataset, "num_rows"):
         for batch in dataset.iter(batch_size=1000):
             names = list(batch)

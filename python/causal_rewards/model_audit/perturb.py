@@ -33,7 +33,8 @@ _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\s*\n\s*")
 _LIST_MARKER = re.compile(r"^(?:[-*+]|\d{1,9}[.)])\s+")
 
 HELP = f"""\
-  pad               append a blank line and "{PAD_SENTENCE}" 3 times (pad:N for N times)
+  pad               append a blank line and "{PAD_SENTENCE}"
+                    3 times (pad:N: N times)
   agree             prepend "{AGREEING_OPENER} "
   format            each sentence becomes a "- " list item on its own line, its first word in
                     bold; the words are unchanged

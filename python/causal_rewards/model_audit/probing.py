@@ -63,6 +63,27 @@ def _score_all(model: RewardModel, pairs: list, perturbed: dict, batch_size: int
     return rewards, int(truncated[2 * n :].sum())
 
 
+def _perturbed(pairs: list, perturbation) -> dict:
+    """(pair index, side) -> perturbed text, for the responses the perturbation changes."""
+    out = {}
+    for side in ("chosen", "rejected"):
+        for i, pair in enumerate(pairs):
+            text = perturbation.apply(getattr(pair, side))
+            if text != getattr(pair, side):
+                out[i, side] = text
+    if not out:
+        raise ValueError(f"perturbation {perturbation.name!r} changed no response")
+    return out
+
+
+def _feature_change(perturbation, pairs: list, perturbed: dict) -> float:
+    """The mean change of the perturbation's feature over the responses it changed."""
+    keys = list(perturbed)
+    before = [getattr(pairs[i], side) for i, side in keys]
+    after = [perturbed[key] for key in keys]
+    return float(np.mean(text_feature(perturbation.feature, after) - text_feature(perturbation.feature, before)))
+
+
 def _check_count(name: str, value, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
@@ -92,35 +113,22 @@ def probe(model, data, *, perturb, batch_size: int = 16, max_length: int | None 
     """
     perturbation = parse_perturbation(perturb)
     options = ScoreOptions.of(batch_size=batch_size, max_length=max_length, device=device, dtype=dtype)
-    bootstrap = _check_count("bootstrap", bootstrap)
-    permutations = _check_count("permutations", permutations)
+    bootstrap, permutations = _check_count("bootstrap", bootstrap), _check_count("permutations", permutations)
     sample = None if sample is None else _check_count("sample", sample)
     if not (isinstance(level, numbers.Real) and 0 < level < 1):
         raise ValueError(f"level must be in (0, 1), got {level!r}")
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-        raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
+    seed = _check_count("seed", seed, minimum=0)
     source = PairSource(data)
     pairs = _sampled(source, source.validate(), sample, seed)
-    perturbed = {}
-    for side in ("chosen", "rejected"):
-        for i, pair in enumerate(pairs):
-            text = perturbation.apply(getattr(pair, side))
-            if text != getattr(pair, side):
-                perturbed[i, side] = text
-    if not perturbed:
-        raise ValueError(f"perturbation {perturbation.name!r} changed no response")
+    perturbed = _perturbed(pairs, perturbation)
     spec = ModelSpec.check(model, options.max_length)
     reward_model = RewardModel(spec, device=options.device, dtype=options.dtype)
     rewards, truncated = _score_all(reward_model, pairs, perturbed, options.batch_size, progress)
     changes = rewards[2:] - rewards[:2]  # NaN where unchanged
-    probed = ~np.all(np.isnan(changes), axis=0)
-    per_pair = np.nanmean(changes[:, probed], axis=0)
-    original = [getattr(p, side) for side in ("chosen", "rejected") for p in pairs]
-    after = [perturbed.get((i, side), getattr(p, side)) for side in ("chosen", "rejected") for i, p in enumerate(pairs)]
-    feature_change = text_feature(perturbation.feature, after) - text_feature(perturbation.feature, original)
-    warnings_ = []
+    per_pair = np.nanmean(changes[:, ~np.all(np.isnan(changes), axis=0)], axis=0)
+    notes = []
     if truncated:
-        warnings_.append(
+        notes.append(
             f"{truncated} perturbed inputs were longer than max_length {spec.max_length} tokens and were truncated: "
             "the perturbation may be cut off"
         )
@@ -130,13 +138,11 @@ def probe(model, data, *, perturb, batch_size: int = 16, max_length: int | None 
         per_pair=per_pair,
         interval=bootstrap_interval(per_pair, resamples=bootstrap, level=level, seed=seed),
         test=sign_flip_pvalue(per_pair, permutations=permutations, seed=seed),
-        feature_change=float(feature_change[np.concatenate([~np.isnan(changes[0]), ~np.isnan(changes[1])])].mean()),
-        settings={
-            **spec.settings(options.dtype), "bootstrap": bootstrap, "permutations": permutations, "level": level,
-            "seed": seed, "sample": sample,
-        },
-        warnings=warnings_,
+        feature_change=_feature_change(perturbation, pairs, perturbed),
+        settings={**spec.settings(options.dtype), "bootstrap": bootstrap, "permutations": permutations,
+                  "level": level, "seed": seed, "sample": sample},
+        warnings=notes,
     )
-    for message in warnings_:
+    for message in notes:
         warnings.warn(message, stacklevel=2)
     return report

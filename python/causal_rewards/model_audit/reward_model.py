@@ -277,7 +277,7 @@ class RewardModel:
                 conversations = [
                     prompt_messages(p) + [{"role": "assistant", "content": r}] for p, r in zip(prompts, responses)
                 ]
-                texts = tokenizer.apply_chat_template(conversations, tokenize=False)
+                texts = self._render(conversations)
                 full = tokenizer(texts, add_special_tokens=False)
                 encodings = [{k: full[k][i][:limit] for k in full} for i in range(len(texts))]
                 truncated = np.array([len(ids) > limit for ids in full["input_ids"]])
@@ -290,6 +290,14 @@ class RewardModel:
                 one = tokenizer(*(a[i] for a in args), truncation=True, max_length=limit)
                 encodings[i] = {k: one[k] for k in one}
         return encodings, truncated
+
+    def _render(self, conversations: list) -> list[str]:
+        from jinja2 import TemplateError
+
+        try:
+            return self.tokenizer.apply_chat_template(conversations, tokenize=False)
+        except (TemplateError, ValueError, TypeError, KeyError) as error:
+            raise ValueError(f"model folder {self.spec.folder}: its chat template failed: {_line(error)}") from None
 
     def rewards(self, encodings: list[dict], *, batch_size: int, bar=None) -> np.ndarray:
         """The logit of each encoded input (float64), scored longest first in batches."""

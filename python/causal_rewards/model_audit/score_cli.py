@@ -70,7 +70,7 @@ def run(args) -> int:
             summary, _ = run_scoring(args.model, args.data, out=args.out, options=options,
                                      progress=False if args.quiet else None)
         except KeyboardInterrupt:
-            print(f"crm score: interrupted; the chunks scored so far are kept: rerun the same command to resume",
+            print("crm score: interrupted; the chunks scored so far are kept: rerun the same command to resume",
                   file=sys.stderr)
             return 130
     for warning in caught:
