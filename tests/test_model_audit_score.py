@@ -329,3 +329,22 @@ def test_a_failing_chat_template_is_one_clear_line(biased, rows, tmp_path, capsy
     assert run_cli(folder, data, "--out", tmp_path / "out.parquet") == 2
     one_line_error(capsys, "its chat template failed: the first message must be a system message")
     assert not (tmp_path / "out.parquet").exists()
+
+
+def test_a_decoder_reward_model_scores_batched_as_alone(rows, tmp_path):
+    # a tiny random Llama sequence classifier: its head reads the last token that is not the
+    # config's pad token, which the checkpoint leaves unset (as many decoder checkpoints do); the
+    # scorer sets it to the tokenizer's, so each reward in a padded batch is the one its input gets alone
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForSequenceClassification
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=30522, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=2, num_labels=1, pad_token_id=None,
+                         max_position_embeddings=512)
+    LlamaForSequenceClassification(config).save_pretrained(tmp_path / "llama")
+    tokenizer = AutoTokenizer.from_pretrained(models.base_folder(), local_files_only=True)
+    tokenizer.save_pretrained(tmp_path / "llama")
+    scored = cr.score(tmp_path / "llama", rows, batch_size=4, progress=False)
+    alone = [direct_reward(tmp_path / "llama", tokenizer, r["prompt"], r["rejected"]) for r in rows]
+    np.testing.assert_allclose(scored["reward_rejected"], alone, rtol=0, atol=1e-5)

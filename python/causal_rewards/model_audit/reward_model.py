@@ -322,19 +322,19 @@ class RewardModel:
         return out
 
     def _pad(self, encodings: list[dict]) -> dict:
+        """A batch padded on the right, whatever the tokenizer's side: real tokens keep the
+        positions they have alone, and sequence-classification heads find the last one."""
         import torch
 
         width = max(len(e["input_ids"]) for e in encodings)
-        left = getattr(self.tokenizer, "padding_side", "right") == "left"
         fill = {"input_ids": self.tokenizer.pad_token_id, "attention_mask": 0}
-        batch = {}
-        for key in encodings[0]:
-            rows = []
-            for e in encodings:
-                pad = [fill.get(key, 0)] * (width - len(e[key]))
-                rows.append(pad + list(e[key]) if left else list(e[key]) + pad)
-            batch[key] = torch.tensor(rows, dtype=torch.long, device=self.device)
-        return batch
+        return {
+            key: torch.tensor(
+                [list(e[key]) + [fill.get(key, 0)] * (width - len(e[key])) for e in encodings],
+                dtype=torch.long, device=self.device,
+            )
+            for key in encodings[0]
+        }
 
     def score_pairs(self, prompts, chosen: list[str], rejected: list[str], *, batch_size: int, bar=None):
         """Rewards of the chosen and rejected responses, and which inputs were truncated (both sides
