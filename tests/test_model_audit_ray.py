@@ -3,6 +3,9 @@ the local engine up to batch-composition rounding, resumable the same way."""
 
 from __future__ import annotations
 
+import json
+import shutil
+
 import numpy as np
 import pytest
 
@@ -46,3 +49,15 @@ def test_ray_engine_scores_like_the_local_one(cluster, biased, tmp_path):
                                rtol=0, atol=2e-5)
     np.testing.assert_array_equal(remote["tokens_rejected"], local["tokens_rejected"])
     assert not (tmp_path / ".ray.parquet.parts").exists()
+
+
+def test_an_actor_error_is_the_users_error(cluster, tmp_path):
+    # a checkpoint without the head's weights passes the driver's checks (config and tokenizer) and
+    # fails where the weights are loaded, on the actor: the driver raises the same clear ValueError
+    folder = tmp_path / "no-head"
+    shutil.copytree(models.base_folder(), folder)
+    config = json.loads((folder / "config.json").read_text())
+    config.update(architectures=["BertForSequenceClassification"], id2label={"0": "LABEL_0"}, label2id={"LABEL_0": 0})
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="no trained classification head"):
+        cr.score(folder, models.pairs(3, biased=True, seed=1), engine="ray", workers=1, progress=False)

@@ -4,12 +4,14 @@ loaded per actor (one GPU each when the cluster has GPUs and the device is not "
 The driver reads and checks the pairs, keeps what earlier runs scored, and sends the rest to the
 cluster as one dataset (so each actor loads its model once); results come back in row order
 (``preserve_order``) and each chunk is written as soon as all its rows are back, as with the local
-engine. The driver holds the pairs to be scored in memory.
+engine. The driver holds the pairs to be scored in memory. Actors return the user's errors instead
+of raising them (Ray would wrap them in its own types); the driver raises the first.
 """
 
 from __future__ import annotations
 
 import json
+import pickle
 
 import numpy as np
 
@@ -18,21 +20,39 @@ from .reward_model import ModelSpec, RewardModel
 RAY_BATCH_PAIRS = 64
 
 
+#: Errors of the input or the model that an actor returns instead of raising (Ray would wrap them).
+USER_ERRORS = (ValueError, TypeError, OSError)
+
+
 class ScoreActor:
-    """A Ray actor: one loaded reward model scoring batches of pairs."""
+    """A Ray actor: one loaded reward model scoring batches of pairs. A user error (a model that
+    does not load, say) is returned pickled in the ``error`` column, for the driver to raise."""
 
     def __init__(self, folder: str, max_length: int, device: str, dtype: str, batch_size: int):
-        self.model = RewardModel(ModelSpec.check(folder, max_length), device=device, dtype=dtype)
+        self.error = None
+        try:
+            self.model = RewardModel(ModelSpec.check(folder, max_length), device=device, dtype=dtype)
+        except USER_ERRORS as error:
+            self.error = error
         self.batch_size = batch_size
 
     def __call__(self, batch: dict) -> dict:
-        prompts = [json.loads(p) for p in batch["prompt"]]
-        rc, rr, tc, tr = self.model.score_pairs(
-            None if prompts[0] is None else prompts, [str(c) for c in batch["chosen"]],
-            [str(r) for r in batch["rejected"]], batch_size=self.batch_size,
-        )
-        return {"row": np.asarray(batch["row"]), "reward_chosen": rc, "reward_rejected": rr,
-                "truncated": tc.astype(np.int64) + tr.astype(np.int64)}
+        rows = np.asarray(batch["row"])
+        errors = np.full(len(rows), b"", dtype=object)
+        try:
+            if self.error is not None:
+                raise self.error
+            prompts = [json.loads(p) for p in batch["prompt"]]
+            rc, rr, tc, tr = self.model.score_pairs(
+                None if prompts[0] is None else prompts, [str(c) for c in batch["chosen"]],
+                [str(r) for r in batch["rejected"]], batch_size=self.batch_size,
+            )
+        except USER_ERRORS as error:
+            errors[0] = pickle.dumps(error)
+            rc = rr = np.full(len(rows), np.nan)
+            tc = tr = np.zeros(len(rows), dtype=bool)
+        return {"row": rows, "reward_chosen": rc, "reward_rejected": rr,
+                "truncated": tc.astype(np.int64) + tr.astype(np.int64), "error": errors}
 
 
 def _todo(chunks) -> list[dict]:
@@ -73,31 +93,26 @@ class RayEngine:
         ).iter_batches(batch_size=None, batch_format="numpy")
 
     def run(self, chunks, bar):
-        from ..audit.ray_engine import _unwrap
-
         chunks = list(chunks)
         remaining = [len(chunk.missing()) for chunk in chunks]
         size = self.options.chunk_size
         done = 0
         todo = _todo(chunks)
-        try:
-            for batch in self._scored(todo) if todo else ():
-                for row, rc, rr, truncated in zip(batch["row"], batch["reward_chosen"], batch["reward_rejected"],
-                                                  batch["truncated"]):
-                    chunk = chunks[int(row) // size]
-                    chunk.rewards[:, int(row) - chunk.first] = rc, rr
-                    chunk.truncated += int(truncated)
-                    remaining[chunk.index] -= 1
-                bar.update(2 * len(batch["row"]))
-                while done < len(chunks) and remaining[done] == 0:
-                    bar.update(2 * chunks[done].kept)
-                    yield chunks[done]
-                    done += 1
-        except Exception as error:  # Ray wraps the actors' errors; re-raise the user's
-            unwrapped = _unwrap(error)
-            if unwrapped is None:
-                raise
-            raise type(unwrapped)(str(unwrapped)) from None
+        for batch in self._scored(todo) if todo else ():
+            for error in batch["error"]:
+                if error:
+                    raise pickle.loads(error)
+            for row, rc, rr, truncated in zip(batch["row"], batch["reward_chosen"], batch["reward_rejected"],
+                                              batch["truncated"]):
+                chunk = chunks[int(row) // size]
+                chunk.rewards[:, int(row) - chunk.first] = rc, rr
+                chunk.truncated += int(truncated)
+                remaining[chunk.index] -= 1
+            bar.update(2 * len(batch["row"]))
+            while done < len(chunks) and remaining[done] == 0:
+                bar.update(2 * chunks[done].kept)
+                yield chunks[done]
+                done += 1
         for chunk in chunks[done:]:
             bar.update(2 * chunk.kept)
             yield chunk
