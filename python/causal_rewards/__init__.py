@@ -25,6 +25,8 @@ __all__ = [
     "num_threads",
     "pairwise_bin_mmd",
     "pairwise_bin_mmd_value_and_grad",
+    "probe",
+    "score",
     "set_num_threads",
     "set_parallelism",
 ]
@@ -36,4 +38,9 @@ def __getattr__(name):
         from . import loss
 
         return getattr(loss, name)
+    # scoring and probing a reward model need transformers (optional): imported on first use
+    if name in ("score", "probe"):
+        from . import model_audit
+
+        return getattr(model_audit, name)
     raise AttributeError(f"module 'causal_rewards' has no attribute {name!r}")

@@ -11,7 +11,12 @@ import argparse
 import importlib
 import sys
 
-SUBCOMMANDS = ("causal_rewards.demo.cli", "causal_rewards.audit.cli")
+SUBCOMMANDS = (
+    "causal_rewards.demo.cli",
+    "causal_rewards.audit.cli",
+    "causal_rewards.model_audit.score_cli",
+    "causal_rewards.model_audit.probe_cli",
+)
 
 
 class UsageError(Exception):
