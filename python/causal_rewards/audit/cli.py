@@ -13,6 +13,7 @@ from .._io import atomic_write, check_writable
 from ..binning import KINDS
 from ..options import KERNELS, parse_bandwidth
 from .engine import ENGINES, METHODS, audit
+from .spec import ADJUSTMENTS
 
 
 def _bandwidth(text: str):
@@ -57,6 +58,18 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--permutations", type=int, default=1000, metavar="B")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--method", choices=METHODS, default="auto")
+    parser.add_argument(
+        "--pair-tests",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="per-bin-pair p-values from the permutations (default: when permutations x rows x bins <= 2e10)",
+    )
+    parser.add_argument(
+        "--adjust",
+        choices=ADJUSTMENTS,
+        default="maxT",
+        help="multiple-testing adjustment of the pair p-values: Westfall-Young maxT (default) or holm",
+    )
     parser.add_argument("--condition", metavar="COL", help="audit within each value of COL and average")
     parser.add_argument("--drop-nan", action="store_true", help="drop rows with missing or non-finite values")
     parser.add_argument("--json", metavar="FILE", help="write the report as JSON")
@@ -122,6 +135,8 @@ def run(args) -> int:
         drop_nan=args.drop_nan,
         engine=args.engine,
         chunk_size=args.chunk_size,
+        pair_tests=args.pair_tests,
+        adjust=args.adjust,
         progress=None if not args.quiet else False,
     )
     render = {"--json": lambda: report.to_json() + "\n", "--html": report.to_html}

@@ -15,6 +15,7 @@ from .ray_engine import run_ray
 from .report import AuditReport
 from .sources import Source, is_ray_dataset
 from .spec import (
+    ADJUSTMENTS,
     ENGINES,
     METHODS,
     Spec,
@@ -24,6 +25,7 @@ from .spec import (
     check_columns,
     check_grid_points,
     check_integer,
+    check_pair_tests,
     check_permutations,
 )
 
@@ -87,6 +89,8 @@ def audit(
     engine="local",
     chunk_size=None,
     grid_points=None,
+    pair_tests=None,
+    adjust="maxT",
     progress=None,
 ) -> AuditReport:
     """Audits reward scores for dependence on binned attributes, with permutation p-values.
@@ -94,8 +98,9 @@ def audit(
     The statistic is the training penalty T = mean over bin pairs p < q of MMD^2(P(r | bin p),
     P(r | bin q)) (averaged over the values of ``condition`` when given: each value's rows are
     audited and permuted separately, as conditional CRM does). Its permutation p-value tests
-    H0: reward independent of the bin (given the condition), p = (1 + #{T_b >= T}) / (1 + B), and
-    so does every pair's MMD^2 (with Holm-adjusted p-values in the report).
+    H0: reward independent of the bin (given the condition), p = (1 + #{T_b >= T}) / (1 + B), and,
+    with pair tests, so does every pair's MMD^2 from the same permutations, with p-values adjusted
+    for multiple testing (Westfall-Young maxT by default).
 
     Args:
         source: parquet / JSONL / CSV paths, globs or directories; a pandas or polars DataFrame; a
@@ -114,6 +119,12 @@ def audit(
         engine: "local" or "ray" (partitions summarised on Ray workers, merged on the driver).
         chunk_size: rows per chunk when reading files (default 1,000,000).
         grid_points: points of the grid method's fine grid (default by the number of cells).
+        pair_tests: compute per-pair p-values from the permutations: True, False, or None (the
+            default: when B x rows x bins is at most 2e10, ``limits.PAIR_TEST_WORK``; the global test
+            costs O(rows) per permutation, the pairs' statistics O(rows x bins)). The report says
+            which were computed and how to ask for those that were not.
+        adjust: "maxT" (Westfall-Young step-down maxT from the same permutations, on pair statistics
+            standardised by their permutation means and standard deviations) or "holm".
         progress: show progress bars (default: when stderr is a terminal).
 
     Returns:
@@ -133,6 +144,8 @@ def audit(
         seed=check_integer("seed", seed),
         method=check_choice("method", method, METHODS),
         grid_points=check_grid_points(grid_points),
+        pair_tests=check_pair_tests(pair_tests),
+        adjust=check_choice("adjust", adjust, ADJUSTMENTS),
     )
     check_choice("engine", engine, ENGINES)
     chunk_size = check_chunk_size(chunk_size)

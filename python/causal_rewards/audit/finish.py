@@ -8,9 +8,10 @@ import numpy as np
 
 from .._core import audit_grid, audit_rewards
 from .._io import progress_bar
+from .adjust import holm, resolution_notes, upper_pairs
 from .passes import FirstPass, SecondPass
 from .plan import Plan
-from .report import AuditReport, holm
+from .report import AuditReport
 from .spec import Spec
 
 #: The keys of the core's audit result (``_core.audit_rewards`` and ``_core.audit_grid``) that the
@@ -29,7 +30,9 @@ RESULT_KEYS = frozenset(
         "test_statistic",
         "null_statistics",
         "pvalue",
+        "pair_tests",
         "pair_pvalues",
+        "pair_pvalues_max_t",
         "grid_points",
     }
 )
@@ -39,7 +42,13 @@ def compute(second: SecondPass, spec: Spec, plan: Plan, progress: bool = False) 
     """The core's audit result (a dict; keys as documented in ``_core.pyi``). The core calls
     ``progress`` back on this thread while it works (Ctrl-C is polled there too)."""
     m = plan.bins.num_bins
-    options = (spec.kernel, spec.options.core_bandwidth, spec.options.estimator, spec.permutations, spec.seed)
+    options = (
+        spec.kernel,
+        spec.options.core_bandwidth,
+        spec.options.estimator,
+        spec.permutations,
+        spec.seed,
+    )
     with progress_bar(total=spec.permutations, desc="audit: permutations", enabled=progress) as bar:
 
         def report(done: int, planned: int) -> None:
@@ -49,13 +58,16 @@ def compute(second: SecondPass, spec: Spec, plan: Plan, progress: bool = False) 
         callback = report if progress and spec.permutations > 0 else None
         if plan.method == "grid":
             fine, coarse, pooled, counts = second.sketch
+            sizes = (plan.low, plan.high, plan.num_groups, m)
             return audit_grid(
-                fine, coarse, pooled, counts, plan.low, plan.high, plan.num_groups, m, *options, progress=callback
+                fine, coarse, pooled, counts, *sizes, *options, pair_tests=plan.pair_tests, progress=callback
             )
         rewards = np.concatenate(second.rewards)
         labels = np.concatenate(second.labels)
         groups = np.concatenate(second.groups) if spec.condition else None
-        return audit_rewards(rewards, labels, groups, m, *options, plan.method, progress=callback)
+        return audit_rewards(
+            rewards, labels, groups, m, *options, plan.method, pair_tests=plan.pair_tests, progress=callback
+        )
 
 
 def _warnings(result: dict, spec: Spec, plan: Plan, first: FirstPass, group_counts: np.ndarray) -> list[str]:
@@ -89,13 +101,20 @@ def make_report(
     """The report from the core's result and the passes' summaries."""
     group_counts = np.asarray(result["counts"], dtype=np.int64)
     pvalues = np.asarray(result["pair_pvalues"])
+    pair_tests = result["pair_tests"] != "off"
+    adjusted = np.asarray(result["pair_pvalues_max_t"]) if spec.adjust == "maxT" else holm(pvalues)
+    pairs = upper_pairs(np.asarray(result["matrix"]))[0].size
+    tested = spec.adjust if pair_tests else None
+    notes = plan.notes + resolution_notes(int(result["permutations"]), pairs, tested)
     means, stds = second.moments.means_stds()
     return AuditReport(
         statistic=float(result["statistic"]),
         pvalue=float(result["pvalue"]),
         mmd=np.asarray(result["matrix"]),
         pvalues=pvalues,
-        pvalues_adjusted=holm(pvalues),
+        pvalues_adjusted=adjusted,
+        pair_tests=pair_tests,
+        adjustment=spec.adjust,
         counts=group_counts.sum(axis=0),
         group_counts=group_counts,
         group_mmd=np.asarray(result["group_matrices"]),
@@ -126,6 +145,7 @@ def make_report(
         histograms=second.histograms,
         reward_range=(float(plan.low), float(plan.high)),
         warnings=_warnings(result, spec, plan, first, group_counts),
+        notes=notes,
     )
 
 

@@ -13,29 +13,9 @@ import numpy as np
 
 from .._io import atomic_write
 from . import html_page
+from .adjust import holm, upper_pairs
 
-#: The per-pair p-values are adjusted for multiple testing with Holm's step-down method.
-ADJUSTMENT = "holm"
-
-
-def holm(pvalues: np.ndarray) -> np.ndarray:
-    """Holm (1979) step-down adjusted p-values of a symmetric (M, M) matrix (NaN entries ignored):
-    sorted ascending p_(1) <= ... <= p_(k), adjusted p_(i) = max_{j <= i} min(1, (k - j + 1) p_(j))."""
-    p, q = _upper_pairs(pvalues)
-    order = np.argsort(pvalues[p, q], kind="stable")
-    p, q = p[order], q[order]
-    k = p.shape[0]
-    adjusted = np.full_like(pvalues, np.nan, dtype=np.float64)
-    running = np.maximum.accumulate(np.minimum(1.0, (k - np.arange(k)) * pvalues[p, q])) if k else []
-    adjusted[p, q] = adjusted[q, p] = running
-    return adjusted
-
-
-def _upper_pairs(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The pairs p < q (row by row) where the symmetric matrix is not NaN."""
-    p, q = np.triu_indices(matrix.shape[0], 1)
-    keep = ~np.isnan(matrix[p, q])
-    return p[keep], q[keep]
+__all__ = ["AuditReport", "holm"]
 
 
 def _json_value(value):
@@ -65,7 +45,9 @@ class AuditReport:
         statistic: T, the mean pairwise-bin MMD^2 (averaged over condition groups).
         pvalue: permutation p-value of T, (1 + #{T_b >= T}) / (1 + B); NaN without permutations.
         mmd: (M, M) MMD^2 per bin pair (averaged over groups), NaN where not computable.
-        pvalues: (M, M) permutation p-value per bin pair; pvalues_adjusted: Holm-adjusted.
+        pvalues: (M, M) permutation p-value per bin pair; pvalues_adjusted: adjusted for multiple
+            testing by ``adjustment`` ("maxT" or "holm"); both NaN when ``pair_tests`` is False.
+        pair_tests: whether the per-pair p-values were computed (``notes`` says why not).
         counts: (M,) rows per bin (group_counts: (G, M) per condition group).
         method: "exact", "scan" or "grid"; error_bound: bound on |statistic - exact| (0 if exact).
     """
@@ -105,6 +87,9 @@ class AuditReport:
     histograms: np.ndarray
     reward_range: tuple
     warnings: list = field(default_factory=list)
+    pair_tests: bool = True
+    adjustment: str = "maxT"
+    notes: list = field(default_factory=list)
 
     def to_dict(self) -> dict:
         """The JSON fields (NaN -> None)."""
@@ -115,7 +100,8 @@ class AuditReport:
                 "mmd": self.mmd,
                 "pvalues": self.pvalues,
                 "pvalues_adjusted": self.pvalues_adjusted,
-                "pvalue_adjustment": ADJUSTMENT,
+                "pvalue_adjustment": self.adjustment,
+                "pair_tests": self.pair_tests,
                 "counts": self.counts,
                 "group_counts": self.group_counts if self.condition else None,
                 "num_bins": self.num_bins,
@@ -142,6 +128,7 @@ class AuditReport:
                 "reward_std": self.stds,
                 "sources": self.sources,
                 "warnings": self.warnings,
+                "notes": self.notes,
             }
         )
 
@@ -168,7 +155,7 @@ class AuditReport:
 
     def top_pairs(self, limit: int = 10) -> list[tuple[int, int]]:
         """The bin pairs (p, q), p < q, of the largest MMD^2, largest first."""
-        p, q = _upper_pairs(self.mmd)
+        p, q = upper_pairs(self.mmd)
         order = np.argsort(-self.mmd[p, q], kind="stable")[:limit]
         return [(int(a), int(b)) for a, b in zip(p[order], q[order])]
 
@@ -198,17 +185,20 @@ class AuditReport:
             lines.append(f"  {label:<{width}}  {count:>10}  {fmt(mean):>10}  {fmt(std):>10}")
         pairs = self.top_pairs()
         if pairs:
-            lines += ["", f"  largest bin pairs (p-values Holm-adjusted over {self._pair_count()} pairs)"]
+            tested = f"p-values {self.adjustment}-adjusted over {self._pair_count()} pairs"
+            lines += ["", f"  largest bin pairs ({tested if self.pair_tests else 'pair tests not computed'})"]
             for p, q in pairs:
+                tests = f"  p {fmt(self.pvalues[p, q])}  adjusted {fmt(self.pvalues_adjusted[p, q])}"
                 lines.append(
-                    f"  {self.bin_labels[p]}  vs  {self.bin_labels[q]}:  MMD^2 {fmt(self.mmd[p, q])}  "
-                    f"p {fmt(self.pvalues[p, q])}  adjusted {fmt(self.pvalues_adjusted[p, q])}"
+                    f"  {self.bin_labels[p]}  vs  {self.bin_labels[q]}:  MMD^2 {fmt(self.mmd[p, q])}"
+                    + (tests if self.pair_tests else "")
                 )
+        lines += [f"  note: {n}" for n in self.notes]
         lines += [f"  warning: {w}" for w in self.warnings]
         return "\n".join(lines)
 
     def _pair_count(self) -> int:
-        return int(np.sum(~np.isnan(self.pvalues_adjusted)) // 2)
+        return int(upper_pairs(self.mmd)[0].size)
 
     def __str__(self) -> str:
         return self.summary()

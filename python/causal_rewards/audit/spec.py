@@ -12,6 +12,9 @@ from ..options import KERNELS, MmdOptions, check_choice, check_num_bins
 from .limits import LIMIT_REASON, MAX_BINS, MAX_GRID_POINTS, MAX_PERMUTATIONS
 
 METHODS = ("auto", "exact", "scan", "grid")
+#: Adjustments of the per-pair p-values for multiple testing: Westfall-Young step-down maxT (from the
+#: permutations, standardised pair statistics) or Holm's step-down (from the raw p-values).
+ADJUSTMENTS = ("maxT", "holm")
 ENGINES = ("local", "ray")
 #: Audits compare the bins' whole distributions; "linear" would depend on the order of the rows.
 AUDIT_ESTIMATORS = ("biased", "unbiased")
@@ -32,6 +35,8 @@ class Spec:
     seed: int
     method: str
     grid_points: int | None
+    pair_tests: bool | None = None
+    adjust: str = "maxT"
 
     @property
     def columns(self) -> list[str]:
@@ -118,6 +123,13 @@ def check_grid_points(grid_points) -> int | None:
             "grid_points counts per bin and condition value)"
         )
     return int(grid_points)
+
+
+def check_pair_tests(pair_tests) -> bool | None:
+    """None (by the work budget), True or False."""
+    if pair_tests is not None and not isinstance(pair_tests, bool):
+        raise TypeError(f"pair_tests must be True, False or None, got {pair_tests!r}")
+    return pair_tests
 
 
 def check_chunk_size(chunk_size) -> int | None:
