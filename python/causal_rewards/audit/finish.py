@@ -9,7 +9,8 @@ import numpy as np
 from .._core import audit_grid, audit_rewards
 from .._io import progress_bar
 from .adjust import holm, resolution_notes, upper_pairs
-from .passes import FirstPass, SecondPass
+from .effect import effect_of
+from .passes import FirstPass, SecondPass, histograms
 from .plan import Plan
 from .report import AuditReport
 from .spec import Spec
@@ -107,6 +108,10 @@ def make_report(
     tested = spec.adjust if pair_tests else None
     notes = plan.notes + resolution_notes(int(result["permutations"]), pairs, tested)
     means, stds = second.moments.means_stds()
+    counts = group_counts.sum(axis=0)
+    ordered = len(spec.by) == 1 and spec.binning[spec.by[0]] != "categorical"
+    table = second.reward_table if ordered else None
+    effect = effect_of(counts, means, stds, second.moments.pooled()[1], table)
     return AuditReport(
         statistic=float(result["statistic"]),
         pvalue=float(result["pvalue"]),
@@ -115,7 +120,7 @@ def make_report(
         pvalues_adjusted=adjusted,
         pair_tests=pair_tests,
         adjustment=spec.adjust,
-        counts=group_counts.sum(axis=0),
+        counts=counts,
         group_counts=group_counts,
         group_mmd=np.asarray(result["group_matrices"]),
         method=result["method"],
@@ -142,10 +147,12 @@ def make_report(
         grid_points=int(result["grid_points"]),
         means=means,
         stds=stds,
-        histograms=second.histograms,
+        histograms=histograms(second.reward_table),
         reward_range=(float(plan.low), float(plan.high)),
         warnings=_warnings(result, spec, plan, first, group_counts),
         notes=notes,
+        effect=effect,
+        bin_rank_error=plan.bins.rank_errors,
     )
 
 

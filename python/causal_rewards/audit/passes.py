@@ -23,8 +23,12 @@ from .plan import Plan
 from .rows import clean_chunk
 from .spec import Spec
 
-#: Bins of the per-bin reward histograms in the report.
+#: Bins of the per-bin reward histograms in the report's figure.
 HISTOGRAM_BINS = 40
+#: Equal-width cells over pass one's reward range in which pass two counts each bin's rewards: the
+#: histograms (HISTOGRAM_BINS of them, 25 cells each) and the reward ranks of the Spearman
+#: correlation (rewards in one cell share their mid-rank) come from this one table.
+REWARD_CELLS = 25 * HISTOGRAM_BINS
 
 
 @dataclass
@@ -55,13 +59,13 @@ class FirstPass:
 @dataclass
 class SecondPass:
     """Mergeable result of pass two: compact rows (exact, scan) or a sketch (grid), and per-bin
-    reward histograms and moments for the report."""
+    reward counts (bins x REWARD_CELLS) and moments for the report."""
 
     rewards: list = field(default_factory=list)
     labels: list = field(default_factory=list)
     groups: list = field(default_factory=list)
     sketch: list | None = None
-    histograms: np.ndarray | None = None
+    reward_table: np.ndarray | None = None
     moments: BinMoments | None = None
 
     def merge(self, other: SecondPass) -> SecondPass:
@@ -74,9 +78,9 @@ class SecondPass:
             else:
                 for mine, theirs in zip(self.sketch, other.sketch):
                     np.add(mine, theirs, out=mine)  # in place: memory stays one sketch
-        if other.histograms is not None:
-            mine = self.histograms
-            self.histograms = other.histograms.copy() if mine is None else mine + other.histograms
+        if other.reward_table is not None:
+            mine = self.reward_table
+            self.reward_table = other.reward_table.copy() if mine is None else mine + other.reward_table
         if other.moments is not None:
             self.moments = other.moments if self.moments is None else self.moments.merge(other.moments)
         return self
@@ -129,13 +133,18 @@ def _sketch(rewards: np.ndarray, cells: np.ndarray, plan: Plan) -> list:
     )
 
 
-def _histograms(rewards: np.ndarray, labels: np.ndarray, plan: Plan) -> np.ndarray:
-    """(M, HISTOGRAM_BINS) counts of the rewards over pass one's range, per bin."""
+def _reward_table(rewards: np.ndarray, labels: np.ndarray, plan: Plan) -> np.ndarray:
+    """(M, REWARD_CELLS) counts of the rewards in equal-width cells over pass one's range, per bin."""
     m = plan.bins.num_bins
     span = plan.high - plan.low
     position = np.zeros(rewards.shape[0]) if span <= 0 else (rewards - plan.low) / span
-    slot = np.minimum((position * HISTOGRAM_BINS).astype(np.int64), HISTOGRAM_BINS - 1)
-    return np.bincount(labels * HISTOGRAM_BINS + slot, minlength=m * HISTOGRAM_BINS).reshape(m, -1)
+    cell = np.minimum((position * REWARD_CELLS).astype(np.int64), REWARD_CELLS - 1)
+    return np.bincount(labels * REWARD_CELLS + cell, minlength=m * REWARD_CELLS).reshape(m, -1)
+
+
+def histograms(reward_table: np.ndarray) -> np.ndarray:
+    """(M, HISTOGRAM_BINS) counts of the rewards per bin, from the reward table."""
+    return reward_table.reshape(reward_table.shape[0], HISTOGRAM_BINS, -1).sum(axis=2)
 
 
 def _check_range(chunk: Chunk, rewards: np.ndarray, spec: Spec, plan: Plan) -> None:
@@ -160,7 +169,7 @@ def build_chunk(chunk: Chunk, spec: Spec, plan: Plan) -> SecondPass:
         out.sketch = _sketch(rewards, groups * plan.bins.num_bins + labels, plan)
     else:
         out.rewards, out.labels, out.groups = [rewards], [labels], [groups]
-    out.histograms = _histograms(rewards, labels, plan)
+    out.reward_table = _reward_table(rewards, labels, plan)
     out.moments = BinMoments(plan.bins.num_bins, plan.low, plan.high).add(rewards, labels)
     return out
 
