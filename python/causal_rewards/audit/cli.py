@@ -70,7 +70,17 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         default="maxT",
         help="multiple-testing adjustment of the pair p-values: Westfall-Young maxT (default) or holm",
     )
-    parser.add_argument("--condition", metavar="COL", help="audit within each value of COL and average")
+    condition = parser.add_mutually_exclusive_group()
+    condition.add_argument(
+        "--condition",
+        metavar="COL",
+        help="audit within each value of COL and average (paired chosen/rejected data: default role)",
+    )
+    condition.add_argument(
+        "--no-condition",
+        action="store_true",
+        help="paired data: pool the chosen and rejected responses instead of auditing within each role",
+    )
     parser.add_argument("--drop-nan", action="store_true", help="drop rows with missing or non-finite values")
     parser.add_argument("--json", metavar="FILE", help="write the report as JSON")
     parser.add_argument("--html", metavar="FILE", help="write a self-contained HTML report")
@@ -131,7 +141,7 @@ def run(args) -> int:
         permutations=args.permutations,
         seed=args.seed,
         method=args.method,
-        condition=args.condition,
+        condition=False if args.no_condition else args.condition,
         drop_nan=args.drop_nan,
         engine=args.engine,
         chunk_size=args.chunk_size,

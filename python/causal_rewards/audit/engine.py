@@ -9,11 +9,12 @@ from .._io import progress_bar
 from ..options import check_choice
 from .binning import check_binning
 from .finish import finish
+from .paired import resolve
 from .passes import build_chunks, build_file, scan_chunks, scan_file
 from .plan import make_plan
 from .ray_engine import run_ray
 from .report import AuditReport
-from .sources import Source, is_ray_dataset
+from .sources import Source, available_columns, is_ray_dataset
 from .spec import (
     ADJUSTMENTS,
     ENGINES,
@@ -47,7 +48,8 @@ def _run_pass(data: Source, one_file, table, show: bool, description: str):
 
 def run_local(source, spec: Spec, chunk_size: int | None, progress: bool | None) -> AuditReport:
     """Both passes in this process, chunk by chunk."""
-    data = Source(source, spec.columns, chunk_size)
+    spec = resolve(spec, *available_columns(source))
+    data = Source(source, spec.source_columns, chunk_size)
     if progress is None:  # on a terminal, for files or long tests
         show = sys.stderr.isatty() and (bool(data.files) or spec.permutations >= 100)
     else:
@@ -113,7 +115,11 @@ def audit(
         permutations: B (0: no test). seed: the permutations' seed (results do not depend on threads).
         method: "auto" (brute force up to 1000 rows, else "scan" for energy / laplacian and "grid" for
             rbf / imq), "exact", "scan" or "grid". The report names the method and its error bound.
-        condition: optional column; audit within each of its values and average.
+        condition: optional column; audit within each of its values and average. Paired data (one row
+            per preference pair with ``{reward}_chosen`` / ``{reward}_rejected`` or RewardBench's
+            ``scores_chosen`` / ``scores_rejected``, see ``paired``) are read as one row per response,
+            and their default condition is the response's role ("role": chosen or rejected);
+            ``condition=False`` pools the roles.
         drop_nan: drop rows with a missing or non-finite value (counted in the report) instead of
             raising an error naming the first such row.
         engine: "local" or "ray" (partitions summarised on Ray workers, merged on the driver).
@@ -131,7 +137,8 @@ def audit(
         AuditReport with mmd, pvalues, statistic, pvalue, counts, method, ... and to_json / to_html /
         summary.
     """
-    reward, by, condition = check_columns(reward, by, condition)
+    pooled = condition is False
+    reward, by, condition = check_columns(reward, by, None if pooled else condition)
     spec = Spec(
         reward=reward,
         by=by,
@@ -146,6 +153,7 @@ def audit(
         grid_points=check_grid_points(grid_points),
         pair_tests=check_pair_tests(pair_tests),
         adjust=check_choice("adjust", adjust, ADJUSTMENTS),
+        role_condition=not pooled,
     )
     check_choice("engine", engine, ENGINES)
     chunk_size = check_chunk_size(chunk_size)

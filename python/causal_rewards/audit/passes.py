@@ -19,6 +19,7 @@ from .._core import grid_sketch
 from ..binning import ValueSummary
 from .files import Chunk, FileState, check_unchanged, file_chunks
 from .moments import BinMoments
+from .paired import interleave
 from .plan import Plan
 from .rows import clean_chunk
 from .spec import Spec
@@ -89,14 +90,23 @@ class SecondPass:
 def _summary(chunk: Chunk, others: dict, column: str, kind: str, rows: int) -> ValueSummary:
     summary = ValueSummary(kind, f"column {column!r}")
     if rows:
-        summary.update(others[column], f"{chunk.origin}: column {column!r}", chunk.offset)
+        where = f"{chunk.origin}: column {chunk.source_name(column)!r}"
+        summary.update(others[column], where, chunk.offset)
     return summary
 
 
 def scan_chunk(chunk: Chunk, spec: Spec) -> FirstPass:
-    """Pass one on one chunk: rows, dropped rows, the reward range, the value counts."""
-    rewards, others, dropped = clean_chunk(chunk, spec)
-    result = FirstPass(rows=rewards.shape[0], dropped=dropped)
+    """Pass one on one chunk (of paired data: on its chosen and its rejected responses)."""
+    if spec.pairing is None:
+        return _scan_rows(chunk, spec)
+    chosen, rejected = spec.pairing.split(chunk)
+    return _scan_rows(chosen, spec).merge(_scan_rows(rejected, spec))
+
+
+def _scan_rows(chunk: Chunk, spec: Spec) -> FirstPass:
+    """Pass one on one chunk of rows: rows, dropped rows, the reward range, the value counts."""
+    rewards, others, _ = clean_chunk(chunk, spec)
+    result = FirstPass(rows=rewards.shape[0], dropped=len(chunk) - rewards.shape[0])
     if rewards.size:
         result.low, result.high = float(rewards.min()), float(rewards.max())
     for column in spec.by:
@@ -110,9 +120,9 @@ def _labels(chunk: Chunk, others: dict, spec: Spec, plan: Plan) -> tuple[np.ndar
     """(bins, groups) of a chunk's rows; errors name the origin, column and row."""
     labels = plan.bins.transform(others, f"{chunk.origin}: column ", chunk.offset)
     if spec.condition:
-        groups = plan.groups.transform(
-            others[spec.condition], f"{chunk.origin}: column {spec.condition!r}", chunk.offset
-        )
+        name = chunk.source_name(spec.condition)
+        where = f"{chunk.origin}: column {name!r}"
+        groups = plan.groups.transform(others[spec.condition], where, chunk.offset)
     else:
         groups = np.zeros(labels.shape[0], dtype=np.int64)
     return labels, groups
@@ -153,17 +163,29 @@ def _check_range(chunk: Chunk, rewards: np.ndarray, spec: Spec, plan: Plan) -> N
     if outside.any():
         row = int(np.flatnonzero(outside)[0])
         raise ValueError(
-            f"{chunk.origin} row {chunk.offset + row}: column {spec.reward!r} is {float(rewards[row])!r}, outside the "
-            f"range [{plan.low!r}, {plan.high!r}] read in the first pass: the source changed between the "
-            "audit's two passes"
+            f"{chunk.origin} row {chunk.offset + row}: column {chunk.source_name(spec.reward)!r} is "
+            f"{float(rewards[row])!r}, outside the range [{plan.low!r}, {plan.high!r}] read in the first pass: "
+            "the source changed between the audit's two passes"
         )
 
 
-def build_chunk(chunk: Chunk, spec: Spec, plan: Plan) -> SecondPass:
-    """Pass two on one chunk: binned rows or their sketch, and the report's per-bin summaries."""
-    rewards, others, _ = clean_chunk(chunk, spec)
+def _binned_rows(chunk: Chunk, spec: Spec, plan: Plan) -> tuple[np.ndarray, ...]:
+    """(rewards, bins, groups, the positions of the rows kept or None for all) of a chunk."""
+    rewards, others, kept = clean_chunk(chunk, spec)
     _check_range(chunk, rewards, spec, plan)
-    labels, groups = _labels(chunk, others, spec, plan)
+    return (rewards, *_labels(chunk, others, spec, plan), kept)
+
+
+def build_chunk(chunk: Chunk, spec: Spec, plan: Plan) -> SecondPass:
+    """Pass two on one chunk: binned rows or their sketch, and the report's per-bin summaries. Paired
+    data: the chosen and the rejected responses, in pair order (``paired.interleave``)."""
+    if spec.pairing is None:
+        rewards, labels, groups, _ = _binned_rows(chunk, spec, plan)
+    else:
+        chosen, rejected = (_binned_rows(part, spec, plan) for part in spec.pairing.split(chunk))
+        rewards, labels, groups = (
+            interleave([(chosen[k], chosen[3]), (rejected[k], rejected[3])], len(chunk)) for k in range(3)
+        )
     out = SecondPass()
     if plan.method == "grid":
         out.sketch = _sketch(rewards, groups * plan.bins.num_bins + labels, plan)
@@ -200,7 +222,7 @@ class _Counted:
     """The chunks of a file, counting its rows."""
 
     def __init__(self, path: str, spec: Spec, chunk_rows: int):
-        self.chunks = file_chunks(path, spec.columns, chunk_rows)
+        self.chunks = file_chunks(path, spec.source_columns, chunk_rows)
         self.rows = 0
 
     def __iter__(self):

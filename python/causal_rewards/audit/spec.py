@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from ..options import KERNELS, MmdOptions, check_choice, check_num_bins
 from .limits import LIMIT_REASON, MAX_BINS, MAX_GRID_POINTS, MAX_PERMUTATIONS
+from .paired import Pairing
 
 METHODS = ("auto", "exact", "scan", "grid")
 #: Adjustments of the per-pair p-values for multiple testing: Westfall-Young step-down maxT (from the
@@ -37,11 +38,20 @@ class Spec:
     grid_points: int | None
     pair_tests: bool | None = None
     adjust: str = "maxT"
+    #: How paired data becomes one row per response (``paired``); None for one row per response.
+    pairing: Pairing | None = None
+    #: Whether paired data without a condition are audited within each role (else pooled).
+    role_condition: bool = True
 
     @property
     def columns(self) -> list[str]:
-        """The columns read from the source: the reward first."""
+        """The audit's columns: the reward first."""
         return [self.reward, *self.by] + ([self.condition] if self.condition else [])
+
+    @property
+    def source_columns(self) -> list[str]:
+        """The columns read from the source: the audit's, or for paired data those they come from."""
+        return self.pairing.source_columns if self.pairing else self.columns
 
     @property
     def kernel(self) -> str:
