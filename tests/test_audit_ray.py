@@ -196,3 +196,12 @@ def test_ray_reads_paired_data_as_locally(cluster, tmp_path):
     by_role = {**options, "condition": None, "method": "scan", "kernel": "energy"}
     assert_same_report(cr.audit(paths, **by_role), cr.audit(paths, engine="ray", **by_role))
     assert cr.audit(paths, engine="ray", **by_role).condition == "role"
+
+
+def test_ray_derives_variables_from_texts_as_locally(cluster):
+    rng = np.random.default_rng(10)
+    words = rng.integers(1, 80, 900)
+    df = pd.DataFrame({"completion": [" ".join(["w"] * k) for k in words], "reward": rng.normal(size=900)})
+    options = {"by": "words", "bins": 3, "kernel": "energy", "permutations": 10}
+    dataset = ray_data.from_pandas([df.iloc[:450], df.iloc[450:]])
+    assert_same_report(cr.audit(df, **options), cr.audit(dataset, chunk_size=100, **options))

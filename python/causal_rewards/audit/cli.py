@@ -12,6 +12,7 @@ from pathlib import Path
 from .._io import atomic_write, check_writable
 from ..binning import KINDS
 from ..options import KERNELS, parse_bandwidth
+from .columns import DERIVED_HELP
 from .engine import ENGINES, METHODS, audit
 from .spec import ADJUSTMENTS
 
@@ -40,15 +41,38 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "audit",
         help="audit reward scores for dependence on attributes (MMD permutation test)",
-        description="Audit reward scores: the mean pairwise-bin MMD^2 of the reward across bins of the --by "
-        "columns, with permutation p-values. Exit 0 ok, 1 above --fail-above, 2 bad input.",
+        description=(
+            "Audit reward scores: the mean pairwise-bin MMD^2 of the reward across bins of the --by\n"
+            "columns, with permutation p-values. Exit 0 ok, 1 above --fail-above, 2 bad input.\n\n"
+            "Paired data (one row per pair with REWARD_chosen / REWARD_rejected, or RewardBench's\n"
+            "scores_chosen / scores_rejected) are read as one row per response and audited within\n"
+            "each role (chosen, rejected) unless --no-condition."
+        ),
+        epilog=(
+            "A --by name that is not a column is derived from the response texts (paired data: chosen\n"
+            "and rejected; else --text), one definition each:\n"
+            + DERIVED_HELP
+            + "\n  tokens            token lengths: the tokens_chosen / tokens_rejected columns crm score\n"
+            "                    writes (--by tokens)"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
         "paths", nargs="+", metavar="PATH", help="parquet, JSONL or CSV files, globs or directories"
     )
     parser.add_argument("--reward", default="reward", help="reward column (default: reward)")
     parser.add_argument(
-        "--by", action="append", metavar="COL", help="column to bin; repeat to cross (default: length)"
+        "--by",
+        action="append",
+        metavar="COL",
+        help="column to bin, or a variable derived from the texts (see below); repeat to cross "
+        "(default: length)",
+    )
+    parser.add_argument(
+        "--text",
+        metavar="COL",
+        help="texts of the responses for derived --by variables (default: completion, response or text; "
+        "paired data: chosen and rejected)",
     )
     parser.add_argument("--bins", type=int, default=10, help="bins per numeric --by column (default: 10)")
     parser.add_argument("--binning", choices=KINDS, default="quantile")
@@ -142,6 +166,7 @@ def run(args) -> int:
         seed=args.seed,
         method=args.method,
         condition=False if args.no_condition else args.condition,
+        text=args.text,
         drop_nan=args.drop_nan,
         engine=args.engine,
         chunk_size=args.chunk_size,

@@ -8,8 +8,8 @@ import sys
 from .._io import progress_bar
 from ..options import check_choice
 from .binning import check_binning
+from .columns import resolve
 from .finish import finish
-from .paired import resolve
 from .passes import build_chunks, build_file, scan_chunks, scan_file
 from .plan import make_plan
 from .ray_engine import run_ray
@@ -28,6 +28,7 @@ from .spec import (
     check_integer,
     check_pair_tests,
     check_permutations,
+    column_name,
 )
 
 __all__ = ["ENGINES", "METHODS", "audit", "run_local"]
@@ -87,6 +88,7 @@ def audit(
     seed=0,
     method="auto",
     condition=None,
+    text=None,
     drop_nan=False,
     engine="local",
     chunk_size=None,
@@ -108,7 +110,10 @@ def audit(
         source: parquet / JSONL / CSV paths, globs or directories; a pandas or polars DataFrame; a
             pyarrow Table; a dict of arrays; or a Ray Dataset.
         reward: the reward column.
-        by: a column or a list of columns (crossed into one bin per combination).
+        by: a column or a list of columns (crossed into one bin per combination). A name that is not
+            a column and names a text feature (words, characters, agree, markdown, markdown_lists,
+            markdown_bold, markdown_headers, emoji, regex:PATTERN; ``causal_rewards.model_audit.
+            features``) is derived from the response texts (``columns``).
         bins: number of bins per numeric ``by`` column (quantile bins can merge on ties).
         binning: "quantile", "uniform" or "categorical", or a dict column -> kind.
         kernel, bandwidth, estimator: as in ``pairwise_bin_mmd`` ("biased" or "unbiased").
@@ -120,6 +125,8 @@ def audit(
             ``scores_chosen`` / ``scores_rejected``, see ``paired``) are read as one row per response,
             and their default condition is the response's role ("role": chosen or rejected);
             ``condition=False`` pools the roles.
+        text: the column of response texts for derived ``by`` variables in one-row-per-response data
+            (default: the first of completion, response, text; paired data use chosen and rejected).
         drop_nan: drop rows with a missing or non-finite value (counted in the report) instead of
             raising an error naming the first such row.
         engine: "local" or "ray" (partitions summarised on Ray workers, merged on the driver).
@@ -154,6 +161,7 @@ def audit(
         pair_tests=check_pair_tests(pair_tests),
         adjust=check_choice("adjust", adjust, ADJUSTMENTS),
         role_condition=not pooled,
+        text=None if text is None else column_name("text", text),
     )
     check_choice("engine", engine, ENGINES)
     chunk_size = check_chunk_size(chunk_size)

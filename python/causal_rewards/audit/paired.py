@@ -20,7 +20,7 @@ streaming, Ray and in-memory sources give the same result; errors name the sourc
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -105,19 +105,6 @@ def pairing_for(available, reward: str, needed: list[str], origin: str) -> Pairi
                 f"{name}_chosen and {name}_rejected (columns: {shown})"
             )
     return Pairing(tuple(columns))
-
-
-def resolve(spec, available, origin: str):
-    """``spec`` for a source with these column names: as it is, or for paired data with its pairing
-    and, unless a condition is given or ``spec.role_condition`` is False, the role as its condition."""
-    condition = spec.condition
-    if condition is None and spec.role_condition and ROLE not in spec.by:
-        condition = ROLE
-    needed = [*spec.by] + ([condition] if condition else [])
-    pairing = pairing_for(available, spec.reward, needed, origin)
-    if pairing is None:
-        return spec
-    return replace(spec, condition=condition, pairing=pairing)
 
 
 def interleave(parts: list[tuple[np.ndarray, np.ndarray | None]], size: int) -> np.ndarray:

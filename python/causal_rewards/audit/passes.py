@@ -103,8 +103,14 @@ def scan_chunk(chunk: Chunk, spec: Spec) -> FirstPass:
     return _scan_rows(chosen, spec).merge(_scan_rows(rejected, spec))
 
 
+def _with_derived(chunk: Chunk, spec: Spec) -> Chunk:
+    """The chunk with the variables derived from its texts (``columns.Derived``), if any."""
+    return chunk if spec.derived is None else spec.derived.add_to(chunk)
+
+
 def _scan_rows(chunk: Chunk, spec: Spec) -> FirstPass:
     """Pass one on one chunk of rows: rows, dropped rows, the reward range, the value counts."""
+    chunk = _with_derived(chunk, spec)
     rewards, others, _ = clean_chunk(chunk, spec)
     result = FirstPass(rows=rewards.shape[0], dropped=len(chunk) - rewards.shape[0])
     if rewards.size:
@@ -171,6 +177,7 @@ def _check_range(chunk: Chunk, rewards: np.ndarray, spec: Spec, plan: Plan) -> N
 
 def _binned_rows(chunk: Chunk, spec: Spec, plan: Plan) -> tuple[np.ndarray, ...]:
     """(rewards, bins, groups, the positions of the rows kept or None for all) of a chunk."""
+    chunk = _with_derived(chunk, spec)
     rewards, others, kept = clean_chunk(chunk, spec)
     _check_range(chunk, rewards, spec, plan)
     return (rewards, *_labels(chunk, others, spec, plan), kept)

@@ -20,9 +20,9 @@ import pickle
 
 import numpy as np
 
+from .columns import resolve
 from .files import Chunk, file_columns
 from .finish import finish
-from .paired import resolve
 from .passes import FirstPass, SecondPass, build_chunk, build_file, scan_chunk, scan_file
 from .plan import make_plan
 from .sources import DEFAULT_CHUNK_ROWS, expand_paths, is_ray_dataset

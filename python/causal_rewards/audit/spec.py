@@ -7,10 +7,14 @@ from __future__ import annotations
 
 import numbers
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..options import KERNELS, MmdOptions, check_choice, check_num_bins
 from .limits import LIMIT_REASON, MAX_BINS, MAX_GRID_POINTS, MAX_PERMUTATIONS
 from .paired import Pairing
+
+if TYPE_CHECKING:
+    from .columns import Derived
 
 METHODS = ("auto", "exact", "scan", "grid")
 #: Adjustments of the per-pair p-values for multiple testing: Westfall-Young step-down maxT (from the
@@ -42,6 +46,10 @@ class Spec:
     pairing: Pairing | None = None
     #: Whether paired data without a condition are audited within each role (else pooled).
     role_condition: bool = True
+    #: The column of one-row-per-response texts for derived variables (None: the first candidate).
+    text: str | None = None
+    #: The ``by`` variables computed from texts (``columns``); None when every one is a column.
+    derived: Derived | None = None
 
     @property
     def columns(self) -> list[str]:
@@ -50,8 +58,14 @@ class Spec:
 
     @property
     def source_columns(self) -> list[str]:
-        """The columns read from the source: the audit's, or for paired data those they come from."""
-        return self.pairing.source_columns if self.pairing else self.columns
+        """The columns read from the source: the audit's (the texts instead of derived variables), or
+        for paired data those they come from."""
+        if self.pairing:
+            return self.pairing.source_columns
+        if self.derived is None:
+            return self.columns
+        kept = [c for c in self.columns if c not in self.derived.features]
+        return list(dict.fromkeys([*kept, self.derived.text]))
 
     @property
     def kernel(self) -> str:
