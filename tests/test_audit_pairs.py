@@ -129,3 +129,35 @@ def test_cli_pair_tests_and_adjust(tmp_path, capsys):
     with pytest.raises(SystemExit) as usage:
         crm(["audit", *args, "--adjust", "bonferroni"])
     assert usage.value.code == 2 and "--adjust" in capsys.readouterr().err
+
+
+def test_maxt_storage_above_the_limit_is_refused_or_skipped():
+    """1000 bins x 1e6 permutations: maxT would keep 5e11 statistics. Asked for, a clear error before
+    any permutation; by default, the pair tests are skipped with a note (only the global test runs)."""
+    rng = np.random.default_rng(7)
+    df = pd.DataFrame({"reward": rng.normal(size=2000), "bin": np.arange(2000) % 1000})
+    options = {"by": "bin", "binning": "categorical", "kernel": "energy", "permutations": 10**6, "method": "scan"}
+    with pytest.raises(ValueError, match=r"maxT over 499,500 bin pairs.*adjust='holm'"):
+        cr.audit(df, pair_tests=True, **options)
+    # The default decides before any permutation runs: a plan with the pair tests off and a note.
+    from causal_rewards.audit import passes
+    from causal_rewards.audit.binning import check_binning
+    from causal_rewards.audit.sources import Source
+    from causal_rewards.audit.spec import Spec, audit_options
+
+    spec = Spec(
+        reward="reward",
+        by=("bin",),
+        binning=check_binning("categorical", ["bin"]),
+        num_bins=10,
+        condition=None,
+        drop_nan=False,
+        options=audit_options("energy", "median", "biased"),
+        permutations=10**6,
+        seed=0,
+        method="scan",
+        grid_points=None,
+    )
+    first = passes.scan_chunks(Source(df, spec.columns).chunks(), spec)
+    plan = plan_module.make_plan(first, spec, ["input"])
+    assert plan.pair_tests == "off" and any("maxT would keep" in n for n in plan.notes), plan.notes

@@ -239,6 +239,21 @@ mod tests {
     }
 
     #[test]
+    fn max_t_storage_is_checked_before_allocating() {
+        // 45 pairs x 2^40 permutations: 360 TiB, refused whatever the machine; raw tests need none.
+        let m = 10;
+        let matrix: Vec<f64> = (0..m * m)
+            .map(|at| if at % (m + 1) == 0 { 0.0 } else { 1.0 })
+            .collect();
+        let error = PairNull::new(&matrix, m, 1 << 40, true, 0.0).err().unwrap();
+        assert!(
+            error.to_string().contains("maxT over 45 bin pairs"),
+            "{error}"
+        );
+        assert!(PairNull::new(&matrix, m, 1 << 40, false, 0.0).is_ok());
+    }
+
+    #[test]
     fn one_pair_is_its_raw_test_and_degenerate_pairs_are_not_significant() {
         let null = [1.0, 2.0, 3.0, 4.0];
         let raw = [(1 + 2) as f64 / 5.0];
