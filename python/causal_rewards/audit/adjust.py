@@ -34,7 +34,7 @@ def holm(pvalues: np.ndarray) -> np.ndarray:
     p, q = p[order], q[order]
     k = p.shape[0]
     adjusted = np.full_like(pvalues, np.nan, dtype=np.float64)
-    running = np.maximum.accumulate(np.minimum(1.0, (k - np.arange(k)) * pvalues[p, q])) if k else []
+    running = np.maximum.accumulate(np.minimum(1.0, (k - np.arange(k)) * pvalues[p, q])) if k else np.empty(0)
     adjusted[p, q] = adjusted[q, p] = running
     return adjusted
 

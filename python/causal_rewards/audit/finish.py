@@ -59,9 +59,18 @@ def compute(second: SecondPass, spec: Spec, plan: Plan, progress: bool = False) 
         callback = report if progress and spec.permutations > 0 else None
         if plan.method == "grid":
             fine, coarse, pooled, counts = second.sketch
-            sizes = (plan.low, plan.high, plan.num_groups, m)
             return audit_grid(
-                fine, coarse, pooled, counts, *sizes, *options, pair_tests=plan.pair_tests, progress=callback
+                fine,
+                coarse,
+                pooled,
+                counts,
+                plan.low,
+                plan.high,
+                plan.num_groups,
+                m,
+                *options,
+                pair_tests=plan.pair_tests,
+                progress=callback,
             )
         rewards = np.concatenate(second.rewards)
         labels = np.concatenate(second.labels)
@@ -107,6 +116,7 @@ def make_report(
     pairs = upper_pairs(np.asarray(result["matrix"]))[0].size
     tested = spec.adjust if pair_tests else None
     notes = plan.notes + resolution_notes(int(result["permutations"]), pairs, tested)
+    assert second.moments is not None and second.reward_table is not None  # pass two saw a row
     means, stds = second.moments.means_stds()
     counts = group_counts.sum(axis=0)
     ordered = len(spec.by) == 1 and spec.binning[spec.by[0]] != "categorical"

@@ -79,7 +79,7 @@ def pairing_for(available, reward: str, needed: list[str], origin: str) -> Pairi
     names = [str(a) for a in available]
     if reward in names:
         return None
-    candidates = [tuple(f"{reward}_{role}" for role in ROLES)]
+    candidates: list[tuple[str, str] | None] = [(f"{reward}_{ROLES[0]}", f"{reward}_{ROLES[1]}")]
     if reward == "reward":
         candidates.append(reward_columns(names))
     rewards = next((pair for pair in candidates if pair and set(pair) <= set(names)), None)

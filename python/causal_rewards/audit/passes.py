@@ -175,7 +175,7 @@ def _check_range(chunk: Chunk, rewards: np.ndarray, spec: Spec, plan: Plan) -> N
         )
 
 
-def _binned_rows(chunk: Chunk, spec: Spec, plan: Plan) -> tuple[np.ndarray, ...]:
+def _binned_rows(chunk: Chunk, spec: Spec, plan: Plan) -> tuple:
     """(rewards, bins, groups, the positions of the rows kept or None for all) of a chunk."""
     chunk = _with_derived(chunk, spec)
     rewards, others, kept = clean_chunk(chunk, spec)
