@@ -21,3 +21,6 @@ def assert_same_report(a, b) -> None:
     assert same(a.pvalue, b.pvalue) and same(a.pvalues, b.pvalues)
     assert np.array_equal(a.counts, b.counts) and a.bandwidth == b.bandwidth
     assert np.array_equal(a.null_statistics, b.null_statistics) and a.error_bound == b.error_bound
+    assert a.verdict() == b.verdict() and same(a.histograms, b.histograms)
+    assert a.to_dict()["effect"] == b.to_dict()["effect"]
+    assert same(a.effect.bin_intervals, b.effect.bin_intervals)

@@ -357,9 +357,11 @@ def test_json_and_html_reports(tmp_path):
     ):
         assert key in data
     assert data["mmd"][0][0] == 0.0 and data["pvalues"][0][0] is None  # NaN -> null
-    assert data["pvalue_adjustment"] == "holm" and data["groups"] == ["group=0", "group=1"]
+    assert data["pvalue_adjustment"] == "maxT" and data["groups"] == ["group=0", "group=1"]
     page = rep.to_html(tmp_path / "r.html")
-    assert page.count("data:image/png;base64,") == 4 and "http" not in page.replace("http-equiv", "")
+    assert page.count("data:image/png;base64,") == 5 and "http" not in page.replace("http-equiv", "")
+    first, second = page.index("<img"), page.index("<img", page.index("<img") + 1)
+    assert page.index("verdict: ") < first == page.index('<img alt="mean reward per bin') < second
     assert "error bound" in page and f"<td>{rep.method}</td>" in page
     text = rep.summary()
     assert "p-value" in text and "bin=2" in text and str(rep) == text

@@ -171,3 +171,37 @@ def test_cli_ray_errors_are_one_line_without_ray_logs(tmp_path):
     assert done.returncode == 2, done.stderr
     expected = f"crm audit: error: {path} row 17: column 'reward' is nan: rewards must be finite"
     assert len(done.stderr.splitlines()) == 1 and done.stderr.startswith(expected), done.stderr
+
+
+def test_ray_reads_paired_data_as_locally(cluster, tmp_path):
+    rng = np.random.default_rng(9)
+    n = 1500
+    df = pd.DataFrame(
+        {
+            "reward_chosen": rng.normal(size=n) + 0.3,
+            "reward_rejected": rng.normal(size=n),
+            "tokens_chosen": rng.integers(5, 300, n),
+            "tokens_rejected": rng.integers(5, 300, n),
+        }
+    )
+    options = {"by": "tokens", "bins": 4, "kernel": "rbf", "method": "exact", "condition": False}
+    options["permutations"] = 20
+    local = cr.audit(df, **options)
+    dataset = ray_data.from_pandas([df.iloc[rows] for rows in np.array_split(np.arange(n), 3)])
+    assert_same_report(local, cr.audit(dataset, chunk_size=200, **options))
+    paths = []
+    for i, rows in enumerate(np.array_split(np.arange(n), 2)):
+        paths.append(str(tmp_path / f"pairs{i}.parquet"))
+        df.iloc[rows].to_parquet(paths[-1])
+    by_role = {**options, "condition": None, "method": "scan", "kernel": "energy"}
+    assert_same_report(cr.audit(paths, **by_role), cr.audit(paths, engine="ray", **by_role))
+    assert cr.audit(paths, engine="ray", **by_role).condition == "role"
+
+
+def test_ray_derives_variables_from_texts_as_locally(cluster):
+    rng = np.random.default_rng(10)
+    words = rng.integers(1, 80, 900)
+    df = pd.DataFrame({"completion": [" ".join(["w"] * k) for k in words], "reward": rng.normal(size=900)})
+    options = {"by": "words", "bins": 3, "kernel": "energy", "permutations": 10}
+    dataset = ray_data.from_pandas([df.iloc[:450], df.iloc[450:]])
+    assert_same_report(cr.audit(df, **options), cr.audit(dataset, chunk_size=100, **options))

@@ -109,7 +109,9 @@ class _AuditResult(TypedDict):
     test_statistic: float
     null_statistics: npt.NDArray[np.float64]  # (B,)
     pvalue: float
-    pair_pvalues: _Matrix  # (M, M)
+    pair_tests: str  # "off", "raw" or "maxT": what was computed ("off" without permutations)
+    pair_pvalues: _Matrix  # (M, M), NaN when pair tests are off
+    pair_pvalues_max_t: _Matrix  # (M, M) Westfall-Young maxT adjusted, NaN unless pair_tests is "maxT"
     grid_points: int
 
 def audit_rewards(
@@ -123,11 +125,14 @@ def audit_rewards(
     permutations: int,
     seed: int,
     method: str,
+    pair_tests: str = "raw",
     progress: Callable[[int, int], object] | None = None,
 ) -> _AuditResult:
-    """Exact audit ("exact" or "scan") of rewards in memory. ``progress(finished, planned)`` is called on the
-    calling thread about every 100 ms (an exception it raises stops the audit), so no helper thread is needed
-    for a progress bar and Ctrl-C keeps working."""
+    """Exact audit ("exact" or "scan") of rewards in memory. ``pair_tests``: "off" (only the global p-value,
+    O(n) per permutation for the scan), "raw" (per-pair p-values, O(n M)) or "maxT" (also Westfall-Young
+    adjusted). ``progress(finished, planned)`` is called on the calling thread about every 100 ms (an
+    exception it raises stops the audit), so no helper thread is needed for a progress bar and Ctrl-C keeps
+    working."""
 
 def grid_sketch(
     rewards: npt.NDArray[np.float64],
@@ -155,7 +160,8 @@ def audit_grid(
     estimator: str,
     permutations: int,
     seed: int,
+    pair_tests: str = "raw",
     progress: Callable[[int, int], object] | None = None,
 ) -> _AuditResult:
-    """Audit ("grid") from summed sketch arrays; ``progress`` as for ``audit_rewards``."""
+    """Audit ("grid") from summed sketch arrays; ``pair_tests`` and ``progress`` as for ``audit_rewards``."""
 

@@ -12,7 +12,9 @@ from pathlib import Path
 from .._io import atomic_write, check_writable
 from ..binning import KINDS
 from ..options import KERNELS, parse_bandwidth
+from .columns import DERIVED_HELP
 from .engine import ENGINES, METHODS, audit
+from .spec import ADJUSTMENTS
 
 
 def _bandwidth(text: str):
@@ -39,15 +41,38 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "audit",
         help="audit reward scores for dependence on attributes (MMD permutation test)",
-        description="Audit reward scores: the mean pairwise-bin MMD^2 of the reward across bins of the --by "
-        "columns, with permutation p-values. Exit 0 ok, 1 above --fail-above, 2 bad input.",
+        description=(
+            "Audit reward scores: the mean pairwise-bin MMD^2 of the reward across bins of the --by\n"
+            "columns, with permutation p-values. Exit 0 ok, 1 above --fail-above, 2 bad input.\n\n"
+            "Paired data (one row per pair with REWARD_chosen / REWARD_rejected, or RewardBench's\n"
+            "scores_chosen / scores_rejected) are read as one row per response and audited within\n"
+            "each role (chosen, rejected) unless --no-condition."
+        ),
+        epilog=(
+            "A --by name that is not a column is derived from the response texts (paired data: chosen\n"
+            "and rejected; else --text), one definition each:\n"
+            + DERIVED_HELP
+            + "\n  tokens            token lengths: the tokens_chosen / tokens_rejected columns crm score\n"
+            "                    writes (--by tokens)"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
         "paths", nargs="+", metavar="PATH", help="parquet, JSONL or CSV files, globs or directories"
     )
     parser.add_argument("--reward", default="reward", help="reward column (default: reward)")
     parser.add_argument(
-        "--by", action="append", metavar="COL", help="column to bin; repeat to cross (default: length)"
+        "--by",
+        action="append",
+        metavar="COL",
+        help="column to bin, or a variable derived from the texts (see below); repeat to cross "
+        "(default: length)",
+    )
+    parser.add_argument(
+        "--text",
+        metavar="COL",
+        help="texts of the responses for derived --by variables (default: completion, response or text; "
+        "paired data: chosen and rejected)",
     )
     parser.add_argument("--bins", type=int, default=10, help="bins per numeric --by column (default: 10)")
     parser.add_argument("--binning", choices=KINDS, default="quantile")
@@ -57,7 +82,29 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--permutations", type=int, default=1000, metavar="B")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--method", choices=METHODS, default="auto")
-    parser.add_argument("--condition", metavar="COL", help="audit within each value of COL and average")
+    parser.add_argument(
+        "--pair-tests",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="per-bin-pair p-values from the permutations (default: when permutations x rows x bins <= 2e10)",
+    )
+    parser.add_argument(
+        "--adjust",
+        choices=ADJUSTMENTS,
+        default="maxT",
+        help="multiple-testing adjustment of the pair p-values: Westfall-Young maxT (default) or holm",
+    )
+    condition = parser.add_mutually_exclusive_group()
+    condition.add_argument(
+        "--condition",
+        metavar="COL",
+        help="audit within each value of COL and average (paired chosen/rejected data: default role)",
+    )
+    condition.add_argument(
+        "--no-condition",
+        action="store_true",
+        help="paired data: pool the chosen and rejected responses instead of auditing within each role",
+    )
     parser.add_argument("--drop-nan", action="store_true", help="drop rows with missing or non-finite values")
     parser.add_argument("--json", metavar="FILE", help="write the report as JSON")
     parser.add_argument("--html", metavar="FILE", help="write a self-contained HTML report")
@@ -118,10 +165,13 @@ def run(args) -> int:
         permutations=args.permutations,
         seed=args.seed,
         method=args.method,
-        condition=args.condition,
+        condition=False if args.no_condition else args.condition,
+        text=args.text,
         drop_nan=args.drop_nan,
         engine=args.engine,
         chunk_size=args.chunk_size,
+        pair_tests=args.pair_tests,
+        adjust=args.adjust,
         progress=None if not args.quiet else False,
     )
     render = {"--json": lambda: report.to_json() + "\n", "--html": report.to_html}

@@ -8,13 +8,15 @@ import sys
 from .._io import progress_bar
 from ..options import check_choice
 from .binning import check_binning
+from .columns import resolve
 from .finish import finish
 from .passes import build_chunks, build_file, scan_chunks, scan_file
 from .plan import make_plan
 from .ray_engine import run_ray
 from .report import AuditReport
-from .sources import Source, is_ray_dataset
+from .sources import Source, available_columns, is_ray_dataset
 from .spec import (
+    ADJUSTMENTS,
     ENGINES,
     METHODS,
     Spec,
@@ -24,7 +26,9 @@ from .spec import (
     check_columns,
     check_grid_points,
     check_integer,
+    check_pair_tests,
     check_permutations,
+    column_name,
 )
 
 __all__ = ["ENGINES", "METHODS", "audit", "run_local"]
@@ -45,7 +49,8 @@ def _run_pass(data: Source, one_file, table, show: bool, description: str):
 
 def run_local(source, spec: Spec, chunk_size: int | None, progress: bool | None) -> AuditReport:
     """Both passes in this process, chunk by chunk."""
-    data = Source(source, spec.columns, chunk_size)
+    spec = resolve(spec, *available_columns(source))
+    data = Source(source, spec.source_columns, chunk_size)
     if progress is None:  # on a terminal, for files or long tests
         show = sys.stderr.isatty() and (bool(data.files) or spec.permutations >= 100)
     else:
@@ -83,10 +88,13 @@ def audit(
     seed=0,
     method="auto",
     condition=None,
+    text=None,
     drop_nan=False,
     engine="local",
     chunk_size=None,
     grid_points=None,
+    pair_tests=None,
+    adjust="maxT",
     progress=None,
 ) -> AuditReport:
     """Audits reward scores for dependence on binned attributes, with permutation p-values.
@@ -94,33 +102,50 @@ def audit(
     The statistic is the training penalty T = mean over bin pairs p < q of MMD^2(P(r | bin p),
     P(r | bin q)) (averaged over the values of ``condition`` when given: each value's rows are
     audited and permuted separately, as conditional CRM does). Its permutation p-value tests
-    H0: reward independent of the bin (given the condition), p = (1 + #{T_b >= T}) / (1 + B), and
-    so does every pair's MMD^2 (with Holm-adjusted p-values in the report).
+    H0: reward independent of the bin (given the condition), p = (1 + #{T_b >= T}) / (1 + B), and,
+    with pair tests, so does every pair's MMD^2 from the same permutations, with p-values adjusted
+    for multiple testing (Westfall-Young maxT by default).
 
     Args:
         source: parquet / JSONL / CSV paths, globs or directories; a pandas or polars DataFrame; a
             pyarrow Table; a dict of arrays; or a Ray Dataset.
         reward: the reward column.
-        by: a column or a list of columns (crossed into one bin per combination).
+        by: a column or a list of columns (crossed into one bin per combination). A name that is not
+            a column and names a text feature (words, characters, agree, markdown, markdown_lists,
+            markdown_bold, markdown_headers, emoji, regex:PATTERN; ``causal_rewards.model_audit.
+            features``) is derived from the response texts (``columns``).
         bins: number of bins per numeric ``by`` column (quantile bins can merge on ties).
         binning: "quantile", "uniform" or "categorical", or a dict column -> kind.
         kernel, bandwidth, estimator: as in ``pairwise_bin_mmd`` ("biased" or "unbiased").
         permutations: B (0: no test). seed: the permutations' seed (results do not depend on threads).
         method: "auto" (brute force up to 1000 rows, else "scan" for energy / laplacian and "grid" for
             rbf / imq), "exact", "scan" or "grid". The report names the method and its error bound.
-        condition: optional column; audit within each of its values and average.
+        condition: optional column; audit within each of its values and average. Paired data (one row
+            per preference pair with ``{reward}_chosen`` / ``{reward}_rejected`` or RewardBench's
+            ``scores_chosen`` / ``scores_rejected``, see ``paired``) are read as one row per response,
+            and their default condition is the response's role ("role": chosen or rejected);
+            ``condition=False`` pools the roles.
+        text: the column of response texts for derived ``by`` variables in one-row-per-response data
+            (default: the first of completion, response, text; paired data use chosen and rejected).
         drop_nan: drop rows with a missing or non-finite value (counted in the report) instead of
             raising an error naming the first such row.
         engine: "local" or "ray" (partitions summarised on Ray workers, merged on the driver).
         chunk_size: rows per chunk when reading files (default 1,000,000).
         grid_points: points of the grid method's fine grid (default by the number of cells).
+        pair_tests: compute per-pair p-values from the permutations: True, False, or None (the
+            default: when B x rows x bins is at most 2e10, ``limits.PAIR_TEST_WORK``; the global test
+            costs O(rows) per permutation, the pairs' statistics O(rows x bins)). The report says
+            which were computed and how to ask for those that were not.
+        adjust: "maxT" (Westfall-Young step-down maxT from the same permutations, on pair statistics
+            standardised by their permutation means and standard deviations) or "holm".
         progress: show progress bars (default: when stderr is a terminal).
 
     Returns:
         AuditReport with mmd, pvalues, statistic, pvalue, counts, method, ... and to_json / to_html /
         summary.
     """
-    reward, by, condition = check_columns(reward, by, condition)
+    pooled = condition is False
+    reward, by, condition = check_columns(reward, by, None if pooled else condition)
     spec = Spec(
         reward=reward,
         by=by,
@@ -133,6 +158,10 @@ def audit(
         seed=check_integer("seed", seed),
         method=check_choice("method", method, METHODS),
         grid_points=check_grid_points(grid_points),
+        pair_tests=check_pair_tests(pair_tests),
+        adjust=check_choice("adjust", adjust, ADJUSTMENTS),
+        role_condition=not pooled,
+        text=None if text is None else column_name("text", text),
     )
     check_choice("engine", engine, ENGINES)
     chunk_size = check_chunk_size(chunk_size)

@@ -25,14 +25,20 @@ CSV_BLOCK_BYTES = 1 << 22
 
 @dataclass
 class Chunk:
-    """Columns of consecutive rows; ``offset`` is the first row's number within ``origin``."""
+    """Columns of consecutive rows; ``offset`` is the first row's number within ``origin``; ``names``
+    maps a column to the source's column it was read from, where they differ (paired data)."""
 
     columns: dict[str, np.ndarray]
     origin: str
     offset: int
+    names: dict[str, str] | None = None
 
     def __len__(self) -> int:
         return len(next(iter(self.columns.values()))) if self.columns else 0
+
+    def source_name(self, column: str) -> str:
+        """The source's name of a column, for messages."""
+        return (self.names or {}).get(column, column)
 
 
 @dataclass(frozen=True)
@@ -121,6 +127,33 @@ def file_chunks(path: str, columns: list[str], chunk_rows: int) -> Iterator[Chun
         raise ValueError(f"{path}: cannot read {kind} file: {message}") from None
 
 
+def file_columns(path: str) -> list[str]:
+    """The names of a file's columns (parquet schema, CSV header, keys of the first JSON line); errors
+    name ``path``."""
+    kind = file_kind(path)
+    try:
+        if kind == "parquet":
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            try:
+                return list(pq.ParquetFile(path).schema_arrow.names)
+            except pa.ArrowException as error:
+                raise ValueError(f"{path}: cannot read parquet file: {error}") from None
+        if kind == "csv":
+            return _csv_header(path, _delimiter(path))
+        _check_json_lines(path)
+        with _text_lines(path) as lines:
+            first = next((line for line in lines if line.strip()), "{}")
+        value = json.loads(first)
+        return [str(key) for key in value] if isinstance(value, dict) else []
+    except (OSError, ValueError) as error:
+        message = " ".join(str(error).split())
+        if message.startswith(path):
+            raise
+        raise type(error)(f"{path}: {message}") from None
+
+
 def _parquet_chunks(path, columns, chunk_rows):
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -148,15 +181,22 @@ def _text_lines(path: str):
     return io.TextIOWrapper(stream, encoding="utf-8", errors="replace", newline="")
 
 
+def _delimiter(path: str) -> str:
+    """Tab for .tsv files (compressed or not), else comma."""
+    return "\t" if path.lower().removesuffix(".gz").removesuffix(".bz2").endswith(".tsv") else ","
+
+
+def _csv_header(path: str, delimiter: str) -> list[str]:
+    with _text_lines(path) as lines:
+        return next(csv.reader([lines.readline()], delimiter=delimiter), [])
+
+
 def _csv_options(path: str, columns: list[str]):
     import pyarrow as pa
     import pyarrow.csv as pcsv
 
-    tab = path.lower().removesuffix(".gz").removesuffix(".bz2").endswith(".tsv")
-    parse = pcsv.ParseOptions(delimiter="\t" if tab else ",")
-    with _text_lines(path) as lines:
-        header = next(csv.reader([lines.readline()], delimiter=parse.delimiter), [])
-    require_columns(columns, header, path)
+    parse = pcsv.ParseOptions(delimiter=_delimiter(path))
+    require_columns(columns, _csv_header(path, parse.delimiter), path)
     # The reward (first column asked for) is read as float64: pyarrow infers the other columns' types
     # from the first block, and a reward column of integers that later turns decimal must not fail.
     convert = pcsv.ConvertOptions(column_types={columns[0]: pa.float64()}, include_columns=columns)

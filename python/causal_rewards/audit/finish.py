@@ -8,9 +8,11 @@ import numpy as np
 
 from .._core import audit_grid, audit_rewards
 from .._io import progress_bar
-from .passes import FirstPass, SecondPass
+from .adjust import holm, resolution_notes, upper_pairs
+from .effect import effect_of
+from .passes import FirstPass, SecondPass, histograms
 from .plan import Plan
-from .report import AuditReport, holm
+from .report import AuditReport
 from .spec import Spec
 
 #: The keys of the core's audit result (``_core.audit_rewards`` and ``_core.audit_grid``) that the
@@ -29,7 +31,9 @@ RESULT_KEYS = frozenset(
         "test_statistic",
         "null_statistics",
         "pvalue",
+        "pair_tests",
         "pair_pvalues",
+        "pair_pvalues_max_t",
         "grid_points",
     }
 )
@@ -39,7 +43,13 @@ def compute(second: SecondPass, spec: Spec, plan: Plan, progress: bool = False) 
     """The core's audit result (a dict; keys as documented in ``_core.pyi``). The core calls
     ``progress`` back on this thread while it works (Ctrl-C is polled there too)."""
     m = plan.bins.num_bins
-    options = (spec.kernel, spec.options.core_bandwidth, spec.options.estimator, spec.permutations, spec.seed)
+    options = (
+        spec.kernel,
+        spec.options.core_bandwidth,
+        spec.options.estimator,
+        spec.permutations,
+        spec.seed,
+    )
     with progress_bar(total=spec.permutations, desc="audit: permutations", enabled=progress) as bar:
 
         def report(done: int, planned: int) -> None:
@@ -50,12 +60,24 @@ def compute(second: SecondPass, spec: Spec, plan: Plan, progress: bool = False) 
         if plan.method == "grid":
             fine, coarse, pooled, counts = second.sketch
             return audit_grid(
-                fine, coarse, pooled, counts, plan.low, plan.high, plan.num_groups, m, *options, progress=callback
+                fine,
+                coarse,
+                pooled,
+                counts,
+                plan.low,
+                plan.high,
+                plan.num_groups,
+                m,
+                *options,
+                pair_tests=plan.pair_tests,
+                progress=callback,
             )
         rewards = np.concatenate(second.rewards)
         labels = np.concatenate(second.labels)
         groups = np.concatenate(second.groups) if spec.condition else None
-        return audit_rewards(rewards, labels, groups, m, *options, plan.method, progress=callback)
+        return audit_rewards(
+            rewards, labels, groups, m, *options, plan.method, pair_tests=plan.pair_tests, progress=callback
+        )
 
 
 def _warnings(result: dict, spec: Spec, plan: Plan, first: FirstPass, group_counts: np.ndarray) -> list[str]:
@@ -89,14 +111,26 @@ def make_report(
     """The report from the core's result and the passes' summaries."""
     group_counts = np.asarray(result["counts"], dtype=np.int64)
     pvalues = np.asarray(result["pair_pvalues"])
+    pair_tests = result["pair_tests"] != "off"
+    adjusted = np.asarray(result["pair_pvalues_max_t"]) if spec.adjust == "maxT" else holm(pvalues)
+    pairs = upper_pairs(np.asarray(result["matrix"]))[0].size
+    tested = spec.adjust if pair_tests else None
+    notes = plan.notes + resolution_notes(int(result["permutations"]), pairs, tested)
+    assert second.moments is not None and second.reward_table is not None  # pass two saw a row
     means, stds = second.moments.means_stds()
+    counts = group_counts.sum(axis=0)
+    ordered = len(spec.by) == 1 and spec.binning[spec.by[0]] != "categorical"
+    table = second.reward_table if ordered else None
+    effect = effect_of(counts, means, stds, second.moments.pooled()[1], table)
     return AuditReport(
         statistic=float(result["statistic"]),
         pvalue=float(result["pvalue"]),
         mmd=np.asarray(result["matrix"]),
         pvalues=pvalues,
-        pvalues_adjusted=holm(pvalues),
-        counts=group_counts.sum(axis=0),
+        pvalues_adjusted=adjusted,
+        pair_tests=pair_tests,
+        adjustment=spec.adjust,
+        counts=counts,
         group_counts=group_counts,
         group_mmd=np.asarray(result["group_matrices"]),
         method=result["method"],
@@ -123,9 +157,12 @@ def make_report(
         grid_points=int(result["grid_points"]),
         means=means,
         stds=stds,
-        histograms=second.histograms,
+        histograms=histograms(second.reward_table),
         reward_range=(float(plan.low), float(plan.high)),
         warnings=_warnings(result, spec, plan, first, group_counts),
+        notes=notes,
+        effect=effect,
+        bin_rank_error=plan.bins.rank_errors,
     )
 
 

@@ -1,5 +1,6 @@
-"""The audit report as a self-contained HTML page: its numbers in tables and four figures embedded as
-base64 PNGs (bin-pair MMD^2 and p-value heatmaps, per-bin reward distributions, rows per bin).
+"""The audit report as a self-contained HTML page: the verdict first, its numbers in tables and five
+figures embedded as base64 PNGs (first the mean reward per bin with its 95% interval, then bin-pair
+MMD^2 and p-value heatmaps, per-bin reward distributions, rows per bin).
 
 Figures use matplotlib's object API: no pyplot state, no backend switch in the caller's process.
 """
@@ -50,6 +51,30 @@ def _heatmap(report, matrix: np.ndarray, title: str, cmap: str) -> str:
     return _encode(fig)
 
 
+def _means(report) -> str:
+    """Mean reward per bin with 95% intervals against the bin (joined by a line when the bins are ordered)."""
+    m = report.num_bins
+    fig, ax = _axes((min(12.0, 4.0 + 0.3 * m), 4.0))
+    e = report.effect
+    x = np.arange(m)
+    low, high = e.bin_intervals[:, 0], e.bin_intervals[:, 1]
+    error = np.vstack([report.means - low, high - report.means])
+    ordered = e.spearman is not None
+    style = {"fmt": "o-" if ordered else "o", "color": "#4c72b0", "capsize": 3, "ms": 4}
+    ax.errorbar(x, report.means, yerr=np.nan_to_num(error), **style)
+    pooled = np.nansum(report.means * report.counts) / max(1, report.counts.sum())
+    ax.axhline(pooled, color="#999999", lw=0.8, ls="--", label="mean of all rewards")
+    for b, colour in ((e.low, "#c44e52"), (e.high, "#55a868")):
+        ax.plot([b], [report.means[b]], "o", color=colour, ms=7)
+    if m <= LABELLED_BINS:
+        ax.set_xticks(range(m), _short_labels(report), rotation=90, fontsize=7)
+    ax.set_xlabel(" x ".join(report.by))
+    ax.set_ylabel(f"mean {report.reward}")
+    ax.set_title("mean reward per bin, 95% intervals (lowest red, highest green)")
+    ax.legend(fontsize=7)
+    return _encode(fig)
+
+
 def _distributions(report) -> str:
     from matplotlib import colormaps
 
@@ -85,11 +110,16 @@ def _counts(report) -> str:
 
 
 def figures(report) -> dict[str, str]:
-    """Base64 PNGs: "heatmap" (MMD^2 per bin pair), "pvalues", "distributions", "counts"."""
+    """Base64 PNGs: "means" (mean reward per bin with intervals), "heatmap" (MMD^2 per bin pair),
+    "pvalues", "distributions", "counts"."""
     return {
+        "means": _means(report),
         "heatmap": _heatmap(report, report.mmd, "MMD^2 per bin pair", "viridis"),
         "pvalues": _heatmap(
-            report, -np.log10(report.pvalues), "-log10 permutation p-value per bin pair", "magma"
+            report,
+            -np.log10(report.pvalues),
+            "-log10 permutation p-value per bin pair" + ("" if report.pair_tests else " (not computed)"),
+            "magma",
         ),
         "distributions": _distributions(report),
         "counts": _counts(report),
@@ -99,10 +129,12 @@ def figures(report) -> dict[str, str]:
 def _summary_rows(report) -> str:
     bandwidth = ", ".join(f"{b:.4g}" for b in report.bandwidth) or "-"
     sources = ", ".join(report.sources[:5]) + (" ..." if len(report.sources) > 5 else "")
+    pairs = f"{report.adjustment}-adjusted" if report.pair_tests else "not computed"
     info = [
         ("statistic (mean pairwise MMD^2)", f"{report.statistic:.6g}"),
         ("permutation p-value", "n/a" if math.isnan(report.pvalue) else f"{report.pvalue:.4g}"),
         ("permutations (seed)", f"{report.permutations} ({report.seed})"),
+        ("per-pair p-values", pairs),
         ("method", report.method),
         ("error bound", f"{report.error_bound:.3g}"),
         ("kernel / bandwidth", f"{report.kernel} / {bandwidth}"),
@@ -115,14 +147,22 @@ def _summary_rows(report) -> str:
 
 
 def _bin_rows(report) -> str:
+    rows = zip(report.bin_labels, report.counts, report.means, report.effect.bin_intervals, report.stds)
     return "".join(
-        f"<tr><td>{html.escape(label)}</td><td>{count}</td><td>{mean:.4g}</td><td>{std:.4g}</td></tr>"
-        for label, count, mean, std in zip(report.bin_labels, report.counts, report.means, report.stds)
+        f"<tr><td>{html.escape(label)}</td><td>{count}</td><td>{mean:.4g}</td>"
+        f"<td>{low:.4g} to {high:.4g}</td><td>{std:.4g}</td></tr>"
+        for label, count, mean, (low, high), std in rows
     )
 
 
 def _pair_rows(report) -> str:
     labels, e = report.bin_labels, html.escape
+    if not report.pair_tests:
+        return "".join(
+            f"<tr><td>{e(labels[p])}</td><td>{e(labels[q])}</td><td>{report.mmd[p, q]:.4g}</td>"
+            "<td>-</td><td>-</td></tr>"
+            for p, q in report.top_pairs(50)
+        )
     return "".join(
         f"<tr><td>{e(labels[p])}</td><td>{e(labels[q])}</td><td>{report.mmd[p, q]:.4g}</td>"
         f"<td>{report.pvalues[p, q]:.4g}</td><td>{report.pvalues_adjusted[p, q]:.4g}</td></tr>"
@@ -133,6 +173,7 @@ def _pair_rows(report) -> str:
 STYLE = (
     "body{font-family:sans-serif;margin:2em;max-width:1100px}table{border-collapse:collapse;margin:1em 0}"
     "td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}img{max-width:100%}figure{margin:1em 0}"
+    ".verdict{font-size:1.15em;padding:.6em .8em;background:#f4f6fa;border-left:4px solid #4c72b0}"
 )
 IMAGE = '<figure><img alt="{0}" src="data:image/png;base64,{1}"><figcaption>{0}</figcaption></figure>'
 
@@ -141,20 +182,26 @@ def render(report) -> str:
     """The whole page."""
     drawn = figures(report)
     warnings = "".join(f"<li>{html.escape(w)}</li>" for w in report.warnings)
+    notes = "".join(f"<li>{html.escape(n)}</li>" for n in report.rank_error_lines() + report.notes)
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>crm audit: {html.escape(report.reward)}</title>
 <style>{STYLE}</style>
 </head><body>
 <h1>Reward bias audit</h1>
+<p class="verdict">{html.escape(report.verdict())}</p>
+{IMAGE.format("mean reward per bin with 95% intervals", drawn["means"])}
 <table>{_summary_rows(report)}</table>
 {f"<h2>Warnings</h2><ul>{warnings}</ul>" if warnings else ""}
+{f"<h2>Notes</h2><ul>{notes}</ul>" if notes else ""}
 <h2>Bin pairs</h2>
 {IMAGE.format("MMD^2 per bin pair", drawn["heatmap"])}
 {IMAGE.format("-log10 p-value per bin pair", drawn["pvalues"])}
-<table><tr><th>bin</th><th>bin</th><th>MMD^2</th><th>p-value</th><th>Holm-adjusted</th></tr>{_pair_rows(report)}</table>
+<table><tr><th>bin</th><th>bin</th><th>MMD^2</th><th>p-value</th><th>{report.adjustment}-adjusted</th></tr>
+{_pair_rows(report)}</table>
 <h2>Bins</h2>
 {IMAGE.format("reward distribution per bin", drawn["distributions"])}
 {IMAGE.format("rows per bin", drawn["counts"])}
-<table><tr><th>bin</th><th>rows</th><th>mean reward</th><th>std</th></tr>{_bin_rows(report)}</table>
+<table><tr><th>bin</th><th>rows</th><th>mean reward</th><th>95% interval</th><th>std</th></tr>
+{_bin_rows(report)}</table>
 </body></html>
 """

@@ -6,7 +6,13 @@
     MAX_PERMUTATIONS  1,000,000: the smallest p-value is 1 / (1 + B), so this resolves 1e-6
     MAX_GRID_POINTS   2**20 + 1 points of the grid method's fine grid
     MAX_ARRAY_BYTES   2 GiB for one array the audit builds from the sizes: the grid sketch (cells x
-                      grid points) or the per-condition-value matrices (values x M x M)
+                      grid points), the per-condition-value matrices (values x M x M), or maxT's
+                      permuted pair statistics (pairs x permutations)
+    PAIR_TEST_WORK    2e10: the default computes per-pair p-values when their statistics cost at most
+                      this many operations over all permutations, B x rows x M (scan and exact: the
+                      O(n M) pass per permutation that the global test does not need) or
+                      B x M^2 x coarse points (grid); above it only the global test runs (about 3
+                      seconds of one core of a current CPU at the budget) unless asked for
 
 A size above a limit is a ValueError naming the size, the limit and why.
 """
@@ -17,6 +23,7 @@ MAX_BINS = 1000
 MAX_PERMUTATIONS = 1_000_000
 MAX_GRID_POINTS = (1 << 20) + 1
 MAX_ARRAY_BYTES = 1 << 31
+PAIR_TEST_WORK = 2 * 10**10
 LIMIT_REASON = "the report holds M x M matrices of bin pairs"
 
 

@@ -59,10 +59,21 @@ class BinMoments:
         m = self.counts.shape[0]
         means, stds = np.full(m, np.nan), np.full(m, np.nan)
         for b in range(m):
-            n = int(self.counts[b])
-            if n:
-                mean = self._exact(0, b) / n
-                variance = max(self._exact(1, b) / n - mean * mean, Fraction(0))
-                means[b] = math.ldexp(float(mean), self.exponent)
-                stds[b] = math.ldexp(math.sqrt(float(variance)), self.exponent)
+            means[b], stds[b] = self._mean_std(int(self.counts[b]), self._exact(0, b), self._exact(1, b))
         return means, stds
+
+    def pooled(self) -> tuple[float, float]:
+        """(mean, population standard deviation) of all rows together, from the same exact sums."""
+        bins = range(self.counts.shape[0])
+        total = int(self.counts.sum())
+        sums = [sum((self._exact(power, b) for b in bins), Fraction(0)) for power in (0, 1)]
+        return self._mean_std(total, *sums)
+
+    def _mean_std(self, n: int, sum_y: Fraction, sum_y2: Fraction) -> tuple[float, float]:
+        """The mean and population standard deviation of n rows from their exact sums of y and y^2
+        (NaN for no row), in the rewards' units."""
+        if not n:
+            return math.nan, math.nan
+        mean = sum_y / n
+        variance = max(sum_y2 / n - mean * mean, Fraction(0))
+        return math.ldexp(float(mean), self.exponent), math.ldexp(math.sqrt(float(variance)), self.exponent)

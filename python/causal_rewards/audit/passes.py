@@ -19,12 +19,17 @@ from .._core import grid_sketch
 from ..binning import ValueSummary
 from .files import Chunk, FileState, check_unchanged, file_chunks
 from .moments import BinMoments
+from .paired import interleave
 from .plan import Plan
 from .rows import clean_chunk
 from .spec import Spec
 
-#: Bins of the per-bin reward histograms in the report.
+#: Bins of the per-bin reward histograms in the report's figure.
 HISTOGRAM_BINS = 40
+#: Equal-width cells over pass one's reward range in which pass two counts each bin's rewards: the
+#: histograms (HISTOGRAM_BINS of them, 25 cells each) and the reward ranks of the Spearman
+#: correlation (rewards in one cell share their mid-rank) come from this one table.
+REWARD_CELLS = 25 * HISTOGRAM_BINS
 
 
 @dataclass
@@ -55,13 +60,13 @@ class FirstPass:
 @dataclass
 class SecondPass:
     """Mergeable result of pass two: compact rows (exact, scan) or a sketch (grid), and per-bin
-    reward histograms and moments for the report."""
+    reward counts (bins x REWARD_CELLS) and moments for the report."""
 
     rewards: list = field(default_factory=list)
     labels: list = field(default_factory=list)
     groups: list = field(default_factory=list)
     sketch: list | None = None
-    histograms: np.ndarray | None = None
+    reward_table: np.ndarray | None = None
     moments: BinMoments | None = None
 
     def merge(self, other: SecondPass) -> SecondPass:
@@ -74,9 +79,9 @@ class SecondPass:
             else:
                 for mine, theirs in zip(self.sketch, other.sketch):
                     np.add(mine, theirs, out=mine)  # in place: memory stays one sketch
-        if other.histograms is not None:
-            mine = self.histograms
-            self.histograms = other.histograms.copy() if mine is None else mine + other.histograms
+        if other.reward_table is not None:
+            mine = self.reward_table
+            self.reward_table = other.reward_table.copy() if mine is None else mine + other.reward_table
         if other.moments is not None:
             self.moments = other.moments if self.moments is None else self.moments.merge(other.moments)
         return self
@@ -85,14 +90,29 @@ class SecondPass:
 def _summary(chunk: Chunk, others: dict, column: str, kind: str, rows: int) -> ValueSummary:
     summary = ValueSummary(kind, f"column {column!r}")
     if rows:
-        summary.update(others[column], f"{chunk.origin}: column {column!r}", chunk.offset)
+        where = f"{chunk.origin}: column {chunk.source_name(column)!r}"
+        summary.update(others[column], where, chunk.offset)
     return summary
 
 
 def scan_chunk(chunk: Chunk, spec: Spec) -> FirstPass:
-    """Pass one on one chunk: rows, dropped rows, the reward range, the value counts."""
-    rewards, others, dropped = clean_chunk(chunk, spec)
-    result = FirstPass(rows=rewards.shape[0], dropped=dropped)
+    """Pass one on one chunk (of paired data: on its chosen and its rejected responses)."""
+    if spec.pairing is None:
+        return _scan_rows(chunk, spec)
+    chosen, rejected = spec.pairing.split(chunk)
+    return _scan_rows(chosen, spec).merge(_scan_rows(rejected, spec))
+
+
+def _with_derived(chunk: Chunk, spec: Spec) -> Chunk:
+    """The chunk with the variables derived from its texts (``columns.Derived``), if any."""
+    return chunk if spec.derived is None else spec.derived.add_to(chunk)
+
+
+def _scan_rows(chunk: Chunk, spec: Spec) -> FirstPass:
+    """Pass one on one chunk of rows: rows, dropped rows, the reward range, the value counts."""
+    chunk = _with_derived(chunk, spec)
+    rewards, others, _ = clean_chunk(chunk, spec)
+    result = FirstPass(rows=rewards.shape[0], dropped=len(chunk) - rewards.shape[0])
     if rewards.size:
         result.low, result.high = float(rewards.min()), float(rewards.max())
     for column in spec.by:
@@ -106,9 +126,9 @@ def _labels(chunk: Chunk, others: dict, spec: Spec, plan: Plan) -> tuple[np.ndar
     """(bins, groups) of a chunk's rows; errors name the origin, column and row."""
     labels = plan.bins.transform(others, f"{chunk.origin}: column ", chunk.offset)
     if spec.condition:
-        groups = plan.groups.transform(
-            others[spec.condition], f"{chunk.origin}: column {spec.condition!r}", chunk.offset
-        )
+        name = chunk.source_name(spec.condition)
+        where = f"{chunk.origin}: column {name!r}"
+        groups = plan.groups.transform(others[spec.condition], where, chunk.offset)
     else:
         groups = np.zeros(labels.shape[0], dtype=np.int64)
     return labels, groups
@@ -129,13 +149,18 @@ def _sketch(rewards: np.ndarray, cells: np.ndarray, plan: Plan) -> list:
     )
 
 
-def _histograms(rewards: np.ndarray, labels: np.ndarray, plan: Plan) -> np.ndarray:
-    """(M, HISTOGRAM_BINS) counts of the rewards over pass one's range, per bin."""
+def _reward_table(rewards: np.ndarray, labels: np.ndarray, plan: Plan) -> np.ndarray:
+    """(M, REWARD_CELLS) counts of the rewards in equal-width cells over pass one's range, per bin."""
     m = plan.bins.num_bins
     span = plan.high - plan.low
     position = np.zeros(rewards.shape[0]) if span <= 0 else (rewards - plan.low) / span
-    slot = np.minimum((position * HISTOGRAM_BINS).astype(np.int64), HISTOGRAM_BINS - 1)
-    return np.bincount(labels * HISTOGRAM_BINS + slot, minlength=m * HISTOGRAM_BINS).reshape(m, -1)
+    cell = np.minimum((position * REWARD_CELLS).astype(np.int64), REWARD_CELLS - 1)
+    return np.bincount(labels * REWARD_CELLS + cell, minlength=m * REWARD_CELLS).reshape(m, -1)
+
+
+def histograms(reward_table: np.ndarray) -> np.ndarray:
+    """(M, HISTOGRAM_BINS) counts of the rewards per bin, from the reward table."""
+    return reward_table.reshape(reward_table.shape[0], HISTOGRAM_BINS, -1).sum(axis=2)
 
 
 def _check_range(chunk: Chunk, rewards: np.ndarray, spec: Spec, plan: Plan) -> None:
@@ -144,23 +169,36 @@ def _check_range(chunk: Chunk, rewards: np.ndarray, spec: Spec, plan: Plan) -> N
     if outside.any():
         row = int(np.flatnonzero(outside)[0])
         raise ValueError(
-            f"{chunk.origin} row {chunk.offset + row}: column {spec.reward!r} is {float(rewards[row])!r}, outside the "
-            f"range [{plan.low!r}, {plan.high!r}] read in the first pass: the source changed between the "
-            "audit's two passes"
+            f"{chunk.origin} row {chunk.offset + row}: column {chunk.source_name(spec.reward)!r} is "
+            f"{float(rewards[row])!r}, outside the range [{plan.low!r}, {plan.high!r}] read in the first pass: "
+            "the source changed between the audit's two passes"
         )
 
 
-def build_chunk(chunk: Chunk, spec: Spec, plan: Plan) -> SecondPass:
-    """Pass two on one chunk: binned rows or their sketch, and the report's per-bin summaries."""
-    rewards, others, _ = clean_chunk(chunk, spec)
+def _binned_rows(chunk: Chunk, spec: Spec, plan: Plan) -> tuple:
+    """(rewards, bins, groups, the positions of the rows kept or None for all) of a chunk."""
+    chunk = _with_derived(chunk, spec)
+    rewards, others, kept = clean_chunk(chunk, spec)
     _check_range(chunk, rewards, spec, plan)
-    labels, groups = _labels(chunk, others, spec, plan)
+    return (rewards, *_labels(chunk, others, spec, plan), kept)
+
+
+def build_chunk(chunk: Chunk, spec: Spec, plan: Plan) -> SecondPass:
+    """Pass two on one chunk: binned rows or their sketch, and the report's per-bin summaries. Paired
+    data: the chosen and the rejected responses, in pair order (``paired.interleave``)."""
+    if spec.pairing is None:
+        rewards, labels, groups, _ = _binned_rows(chunk, spec, plan)
+    else:
+        chosen, rejected = (_binned_rows(part, spec, plan) for part in spec.pairing.split(chunk))
+        rewards, labels, groups = (
+            interleave([(chosen[k], chosen[3]), (rejected[k], rejected[3])], len(chunk)) for k in range(3)
+        )
     out = SecondPass()
     if plan.method == "grid":
         out.sketch = _sketch(rewards, groups * plan.bins.num_bins + labels, plan)
     else:
         out.rewards, out.labels, out.groups = [rewards], [labels], [groups]
-    out.histograms = _histograms(rewards, labels, plan)
+    out.reward_table = _reward_table(rewards, labels, plan)
     out.moments = BinMoments(plan.bins.num_bins, plan.low, plan.high).add(rewards, labels)
     return out
 
@@ -191,7 +229,7 @@ class _Counted:
     """The chunks of a file, counting its rows."""
 
     def __init__(self, path: str, spec: Spec, chunk_rows: int):
-        self.chunks = file_chunks(path, spec.columns, chunk_rows)
+        self.chunks = file_chunks(path, spec.source_columns, chunk_rows)
         self.rows = 0
 
     def __iter__(self):

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..binning import Binner, CrossedBins
-from .limits import check_array, check_total_bins
+from .limits import MAX_ARRAY_BYTES, PAIR_TEST_WORK, check_array, check_total_bins
 from .spec import Spec
 
 #: method="auto" uses the brute force up to this many rows (with a condition: up to as many pairs of
@@ -39,6 +39,8 @@ class Plan:
     coarse_points: int = COARSE_POINTS
     median_points: int = MEDIAN_POINTS
     files: dict = field(default_factory=dict)  # path -> FileState seen by pass one
+    pair_tests: str = "off"  # what the core computes: "off", "raw" or "maxT" (see choose_pair_tests)
+    notes: list = field(default_factory=list)  # lines for the report on what was (not) computed
 
     @property
     def num_groups(self) -> int:
@@ -68,6 +70,49 @@ def choose_method(spec: Spec, pairs: int) -> str:
     return method
 
 
+def pair_test_work(spec: Spec, plan: Plan, rows: int) -> int:
+    """Operations the per-pair statistics add over all permutations (see ``limits.PAIR_TEST_WORK``)."""
+    m = plan.bins.num_bins
+    per_permutation = m * m * plan.coarse_points if plan.method == "grid" else rows * m
+    return spec.permutations * per_permutation
+
+
+def choose_pair_tests(spec: Spec, plan: Plan, rows: int) -> tuple[str, list[str]]:
+    """(pair tests for the core, notes for the report). By default (``spec.pair_tests`` None) the
+    per-pair p-values are computed when their work fits ``PAIR_TEST_WORK`` and, for maxT, their
+    permuted statistics fit ``MAX_ARRAY_BYTES``; otherwise only the global test runs, and a note says
+    why and how to ask for them."""
+    if spec.permutations == 0 or spec.pair_tests is False:
+        return "off", []
+    m = plan.bins.num_bins
+    stored = 8 * spec.permutations * m * (m - 1) // 2 if spec.adjust == "maxT" else 0
+    if spec.pair_tests is None:
+        work = pair_test_work(spec, plan, rows)
+        reasons = []
+        if work > PAIR_TEST_WORK:
+            grid = plan.method == "grid"
+            shape = f"{m}^2 bins x {plan.coarse_points} grid points" if grid else f"{rows:,} rows x {m} bins"
+            reasons.append(
+                f"{spec.permutations:,} permutations x {shape} = {work:.3g} operations, above the default "
+                f"budget of {PAIR_TEST_WORK:.0e}"
+            )
+        if stored > MAX_ARRAY_BYTES:
+            reasons.append(f"maxT would keep {stored / 2**30:.3g} GiB of permuted pair statistics")
+        if reasons:
+            note = (
+                f"per-pair p-values not computed ({'; '.join(reasons)}): the global test does not need them; "
+                "ask for them with pair_tests=True (crm audit --pair-tests)"
+            )
+            return "off", [note]
+    if stored:
+        check_array(
+            f"maxT over {m * (m - 1) // 2:,} bin pairs and {spec.permutations:,} permutations",
+            (spec.permutations, m * (m - 1) // 2),
+            "use adjust='holm' (--adjust holm), fewer bins or fewer permutations",
+        )
+    return ("maxT" if spec.adjust == "maxT" else "raw"), []
+
+
 def default_fine_points(cells: int) -> int:
     """The fine grid: finer for few cells, where its memory is small."""
     return 131073 if cells <= 64 else 65537 if cells <= 256 else 16385
@@ -91,6 +136,7 @@ def make_plan(first, spec: Spec, origins: list[str]) -> Plan:
     fine = spec.grid_points or default_fine_points(bins.num_bins * len(group_labels))
     plan = Plan(bins, groups, group_labels, method, first.low, first.high, fine, files=dict(first.files))
     check_sizes(plan, spec)
+    plan.pair_tests, plan.notes = choose_pair_tests(spec, plan, first.rows)
     return plan
 
 

@@ -20,7 +20,8 @@ import pickle
 
 import numpy as np
 
-from .files import Chunk
+from .columns import resolve
+from .files import Chunk, file_columns
 from .finish import finish
 from .passes import FirstPass, SecondPass, build_chunk, build_file, scan_chunk, scan_file
 from .plan import make_plan
@@ -52,9 +53,9 @@ def _merge(rows, into):
 
 def _chunk(batch: dict, spec: Spec) -> Chunk:
     origin = "ray dataset"
-    if PATH_COLUMN in batch and PATH_COLUMN not in spec.columns and len(batch[PATH_COLUMN]):
+    if PATH_COLUMN in batch and PATH_COLUMN not in spec.source_columns and len(batch[PATH_COLUMN]):
         origin = str(batch[PATH_COLUMN][0])
-    return Chunk({c: np.asarray(batch[c]) for c in spec.columns}, origin, 0)
+    return Chunk({c: np.asarray(batch[c]) for c in spec.source_columns}, origin, 0)
 
 
 def _batch_first(batch: dict, spec: Spec) -> dict:
@@ -102,7 +103,7 @@ def _settings(context):
 
 def _dataset_passes(source, spec: Spec, batch: int):
     """(first pass, second pass) of a Ray Dataset: each a function returning the mapped dataset."""
-    missing = [c for c in spec.columns if c not in source.columns()]
+    missing = [c for c in spec.source_columns if c not in source.columns()]
     if missing:
         raise ValueError(f"ray dataset: column {missing[0]!r} not found (columns: {source.columns()})")
     options = {"batch_format": "numpy", "batch_size": batch, "zero_copy_batch": True}
@@ -134,9 +135,11 @@ def run_ray(source, spec: Spec, chunk_size: int | None):
     batch = DEFAULT_CHUNK_ROWS if chunk_size is None else chunk_size
     if is_ray_dataset(source):
         origins, dataset = ["ray dataset"], source
+        spec = resolve(spec, source.columns(), origins[0])
         first_pass, second_pass = _dataset_passes(source, spec, batch)
     else:
         origins = expand_paths(source)
+        spec = resolve(spec, file_columns(origins[0]), origins[0])
         dataset = ray.data.from_items(origins, override_num_blocks=len(origins))
         first_pass, second_pass = _file_passes(dataset, spec, batch)
     with _settings(dataset.context):

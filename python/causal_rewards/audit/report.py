@@ -13,29 +13,10 @@ import numpy as np
 
 from .._io import atomic_write
 from . import html_page
+from .adjust import LEVEL, holm, upper_pairs
+from .effect import Effect
 
-#: The per-pair p-values are adjusted for multiple testing with Holm's step-down method.
-ADJUSTMENT = "holm"
-
-
-def holm(pvalues: np.ndarray) -> np.ndarray:
-    """Holm (1979) step-down adjusted p-values of a symmetric (M, M) matrix (NaN entries ignored):
-    sorted ascending p_(1) <= ... <= p_(k), adjusted p_(i) = max_{j <= i} min(1, (k - j + 1) p_(j))."""
-    p, q = _upper_pairs(pvalues)
-    order = np.argsort(pvalues[p, q], kind="stable")
-    p, q = p[order], q[order]
-    k = p.shape[0]
-    adjusted = np.full_like(pvalues, np.nan, dtype=np.float64)
-    running = np.maximum.accumulate(np.minimum(1.0, (k - np.arange(k)) * pvalues[p, q])) if k else []
-    adjusted[p, q] = adjusted[q, p] = running
-    return adjusted
-
-
-def _upper_pairs(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The pairs p < q (row by row) where the symmetric matrix is not NaN."""
-    p, q = np.triu_indices(matrix.shape[0], 1)
-    keep = ~np.isnan(matrix[p, q])
-    return p[keep], q[keep]
+__all__ = ["AuditReport", "holm"]
 
 
 def _json_value(value):
@@ -65,7 +46,12 @@ class AuditReport:
         statistic: T, the mean pairwise-bin MMD^2 (averaged over condition groups).
         pvalue: permutation p-value of T, (1 + #{T_b >= T}) / (1 + B); NaN without permutations.
         mmd: (M, M) MMD^2 per bin pair (averaged over groups), NaN where not computable.
-        pvalues: (M, M) permutation p-value per bin pair; pvalues_adjusted: Holm-adjusted.
+        pvalues: (M, M) permutation p-value per bin pair; pvalues_adjusted: adjusted for multiple
+            testing by ``adjustment`` ("maxT" or "holm"); both NaN when ``pair_tests`` is False.
+        pair_tests: whether the per-pair p-values were computed (``notes`` says why not).
+        effect: the spread of the bin means with intervals, in reward units and standard deviations,
+            and Spearman's correlation for ordered bins (``effect`` module); ``verdict()`` in words.
+        bin_rank_error: per ``by`` column, the rank error of its quantile edges (0.0: exact).
         counts: (M,) rows per bin (group_counts: (G, M) per condition group).
         method: "exact", "scan" or "grid"; error_bound: bound on |statistic - exact| (0 if exact).
     """
@@ -105,17 +91,25 @@ class AuditReport:
     histograms: np.ndarray
     reward_range: tuple
     warnings: list = field(default_factory=list)
+    pair_tests: bool = True
+    adjustment: str = "maxT"
+    notes: list = field(default_factory=list)
+    effect: Effect | None = None
+    bin_rank_error: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         """The JSON fields (NaN -> None)."""
         return _json_value(
             {
+                "verdict": self.verdict(),
+                "effect": self.effect.to_dict(self.bin_labels) if self.effect else None,
                 "statistic": self.statistic,
                 "pvalue": self.pvalue,
                 "mmd": self.mmd,
                 "pvalues": self.pvalues,
                 "pvalues_adjusted": self.pvalues_adjusted,
-                "pvalue_adjustment": ADJUSTMENT,
+                "pvalue_adjustment": self.adjustment,
+                "pair_tests": self.pair_tests,
                 "counts": self.counts,
                 "group_counts": self.group_counts if self.condition else None,
                 "num_bins": self.num_bins,
@@ -139,11 +133,48 @@ class AuditReport:
                 "test_statistic": self.test_statistic,
                 "test": self.test_description(),
                 "reward_mean": self.means,
+                "reward_mean_interval": self.effect.bin_intervals if self.effect else None,
                 "reward_std": self.stds,
+                "bin_rank_error": self.bin_rank_error,
                 "sources": self.sources,
                 "warnings": self.warnings,
+                "notes": self.notes,
             }
         )
+
+    def verdict(self) -> str:
+        """One line for a practitioner: whether the reward depends on the bins (the permutation test at
+        LEVEL) and by how much (the effect)."""
+        subject = " x ".join(self.by) + (f" given {self.condition}" if self.condition else "")
+        if self.permutations == 0:
+            head = f"{self.reward} by {subject} not tested (no permutations)"
+        elif self.pvalue <= LEVEL:
+            head = f"{self.reward} depends on {subject} (p = {self.pvalue:.3g})"
+        else:
+            head = f"no evidence that {self.reward} depends on {subject} (p = {self.pvalue:.3g})"
+        if self.effect is None:
+            return f"verdict: {head}"
+        e, labels = self.effect, self.bin_labels
+        sd, sd_interval = e.in_sd
+        text = (
+            f"verdict: {head}: the highest bin mean ({labels[e.high]}) is {e.difference:.3g} above the "
+            f"lowest ({labels[e.low]}), 95% CI {e.interval[0]:.3g} to {e.interval[1]:.3g} reward units = "
+            f"{sd:.3g} SD ({sd_interval[0]:.3g} to {sd_interval[1]:.3g})"
+        )
+        if e.spearman is not None:
+            text += f"; Spearman {e.spearman:+.3g}"
+            if e.spearman_interval is not None:
+                text += f" ({e.spearman_interval[0]:+.3g} to {e.spearman_interval[1]:+.3g})"
+        return text
+
+    def rank_error_lines(self) -> list[str]:
+        """What the report says of quantile edges that are not exact (none when all are)."""
+        return [
+            f"the quantile bins of {name} come from a bounded summary: each edge within a rank error of "
+            f"{error:.3g} (a fraction of the rows) of the exact quantile"
+            for name, error in self.bin_rank_error.items()
+            if error
+        ]
 
     def test_description(self) -> str:
         """What the permutation p-values test, in words."""
@@ -168,7 +199,7 @@ class AuditReport:
 
     def top_pairs(self, limit: int = 10) -> list[tuple[int, int]]:
         """The bin pairs (p, q), p < q, of the largest MMD^2, largest first."""
-        p, q = _upper_pairs(self.mmd)
+        p, q = upper_pairs(self.mmd)
         order = np.argsort(-self.mmd[p, q], kind="stable")[:limit]
         return [(int(a), int(b)) for a, b in zip(p[order], q[order])]
 
@@ -180,6 +211,7 @@ class AuditReport:
 
         bandwidth = ", ".join(f"{b:.4g}" for b in self.bandwidth) or "-"
         lines = [
+            self.verdict(),
             f"crm audit: reward {self.reward!r} by {' x '.join(self.by)}"
             + (f" given {self.condition}" if self.condition else ""),
             f"  rows {self.n}"
@@ -193,22 +225,30 @@ class AuditReport:
             "",
         ]
         width = max(len(label) for label in self.bin_labels)
-        lines.append(f"  {'bin':<{width}}  {'rows':>10}  {'mean':>10}  {'std':>10}")
-        for label, count, mean, std in zip(self.bin_labels, self.counts, self.means, self.stds):
-            lines.append(f"  {label:<{width}}  {count:>10}  {fmt(mean):>10}  {fmt(std):>10}")
+        intervals = self.effect.bin_intervals if self.effect else np.full((self.num_bins, 2), np.nan)
+        head = f"  {'bin':<{width}}  {'rows':>10}  {'mean':>10}  {'95% interval':>21}  {'std':>10}"
+        lines.append(head)
+        for label, count, mean, (low, high), std in zip(
+            self.bin_labels, self.counts, self.means, intervals, self.stds
+        ):
+            interval = f"{fmt(low)} to {fmt(high)}"
+            lines.append(f"  {label:<{width}}  {count:>10}  {fmt(mean):>10}  {interval:>21}  {fmt(std):>10}")
         pairs = self.top_pairs()
         if pairs:
-            lines += ["", f"  largest bin pairs (p-values Holm-adjusted over {self._pair_count()} pairs)"]
+            tested = f"p-values {self.adjustment}-adjusted over {self._pair_count()} pairs"
+            lines += ["", f"  largest bin pairs ({tested if self.pair_tests else 'pair tests not computed'})"]
             for p, q in pairs:
+                tests = f"  p {fmt(self.pvalues[p, q])}  adjusted {fmt(self.pvalues_adjusted[p, q])}"
                 lines.append(
-                    f"  {self.bin_labels[p]}  vs  {self.bin_labels[q]}:  MMD^2 {fmt(self.mmd[p, q])}  "
-                    f"p {fmt(self.pvalues[p, q])}  adjusted {fmt(self.pvalues_adjusted[p, q])}"
+                    f"  {self.bin_labels[p]}  vs  {self.bin_labels[q]}:  MMD^2 {fmt(self.mmd[p, q])}"
+                    + (tests if self.pair_tests else "")
                 )
+        lines += [f"  note: {n}" for n in self.rank_error_lines() + self.notes]
         lines += [f"  warning: {w}" for w in self.warnings]
         return "\n".join(lines)
 
     def _pair_count(self) -> int:
-        return int(np.sum(~np.isnan(self.pvalues_adjusted)) // 2)
+        return int(upper_pairs(self.mmd)[0].size)
 
     def __str__(self) -> str:
         return self.summary()

@@ -24,11 +24,12 @@ def as_rewards(values: np.ndarray, chunk: Chunk, column: str) -> np.ndarray:
             elif isinstance(v, numbers.Real) and not isinstance(v, bool):
                 out[i] = float(v)
             else:
-                raise TypeError(
-                    f"{chunk.origin} row {chunk.offset + i}: column {column!r} is {v!r}, not a number"
-                )
+                name = chunk.source_name(column)
+                raise TypeError(f"{chunk.origin} row {chunk.offset + i}: column {name!r} is {v!r}, not a number")
         return out
-    raise TypeError(f"{chunk.origin}: column {column!r} has dtype {values.dtype}; rewards must be numbers")
+    raise TypeError(
+        f"{chunk.origin}: column {chunk.source_name(column)!r} has dtype {values.dtype}; rewards must be numbers"
+    )
 
 
 def missing(values: np.ndarray) -> np.ndarray:
@@ -48,27 +49,29 @@ def _first_bad(chunk: Chunk, rewards: np.ndarray, bad: np.ndarray, masks: dict, 
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
         raise ValueError(
-            f"{chunk.origin} row {chunk.offset + row}: column {spec.reward!r} is {rewards[row]}: rewards must be "
-            f"finite {hint}"
+            f"{chunk.origin} row {chunk.offset + row}: column {chunk.source_name(spec.reward)!r} is "
+            f"{rewards[row]}: rewards must be finite {hint}"
         )
     for column, mask in masks.items():
         if mask.any():
             row = int(np.flatnonzero(mask)[0])
-            raise ValueError(f"{chunk.origin} row {chunk.offset + row}: column {column!r} is missing {hint}")
+            name = chunk.source_name(column)
+            raise ValueError(f"{chunk.origin} row {chunk.offset + row}: column {name!r} is missing {hint}")
 
 
-def clean_chunk(chunk: Chunk, spec: Spec) -> tuple[np.ndarray, dict, int]:
-    """(rewards, other columns, rows dropped): every row validated; bad rows dropped only with drop_nan."""
+def clean_chunk(chunk: Chunk, spec: Spec) -> tuple[np.ndarray, dict, np.ndarray | None]:
+    """(rewards, other columns, the positions of the rows kept or None for all): every row validated;
+    bad rows dropped only with drop_nan."""
     rewards = as_rewards(chunk.columns[spec.reward], chunk, spec.reward)
     bad = ~np.isfinite(rewards)
     others = {c: chunk.columns[c] for c in spec.columns[1:]}
     masks = {c: missing(v) for c, v in others.items()}
     if not spec.drop_nan:
         _first_bad(chunk, rewards, bad, masks, spec)
-        return rewards, others, 0
+        return rewards, others, None
     for mask in masks.values():
         bad |= mask
     if not bad.any():
-        return rewards, others, 0
+        return rewards, others, None
     keep = ~bad
-    return rewards[keep], {c: v[keep] for c, v in others.items()}, int(bad.sum())
+    return rewards[keep], {c: v[keep] for c, v in others.items()}, np.flatnonzero(keep)

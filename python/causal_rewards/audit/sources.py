@@ -10,7 +10,17 @@ from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
 
-from .files import CSV, JSONL, PARQUET, Chunk, arrow_column, file_chunks, file_kind, require_columns
+from .files import (
+    CSV,
+    JSONL,
+    PARQUET,
+    Chunk,
+    arrow_column,
+    file_chunks,
+    file_columns,
+    file_kind,
+    require_columns,
+)
 
 DEFAULT_CHUNK_ROWS = 1_000_000
 
@@ -91,6 +101,22 @@ class Source:
             return
         for path in self.files:
             yield from file_chunks(path, self.columns, self.chunk_rows)
+
+
+def available_columns(source) -> tuple[list[str], str]:
+    """(the column names of a file or in-memory source, where they come from): the first file's for
+    paths (every file is checked against what the audit reads when it is read)."""
+    if is_path_source(source):
+        files = expand_paths(source)
+        return file_columns(files[0]), files[0]
+    module = type(source).__module__
+    if module.startswith("pyarrow") and hasattr(source, "column_names"):
+        return [str(c) for c in source.column_names], "input"
+    if hasattr(source, "columns") and module.startswith(("pandas", "polars")):
+        return [str(c) for c in source.columns], "input"
+    if isinstance(source, Mapping):
+        return [str(c) for c in source], "input"
+    return [], "input"
 
 
 def _labels_by_name(labels, columns: list[str], origin: str) -> dict:

@@ -7,11 +7,19 @@ from __future__ import annotations
 
 import numbers
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..options import KERNELS, MmdOptions, check_choice, check_num_bins
 from .limits import LIMIT_REASON, MAX_BINS, MAX_GRID_POINTS, MAX_PERMUTATIONS
+from .paired import Pairing
+
+if TYPE_CHECKING:
+    from .columns import Derived
 
 METHODS = ("auto", "exact", "scan", "grid")
+#: Adjustments of the per-pair p-values for multiple testing: Westfall-Young step-down maxT (from the
+#: permutations, standardised pair statistics) or Holm's step-down (from the raw p-values).
+ADJUSTMENTS = ("maxT", "holm")
 ENGINES = ("local", "ray")
 #: Audits compare the bins' whole distributions; "linear" would depend on the order of the rows.
 AUDIT_ESTIMATORS = ("biased", "unbiased")
@@ -32,11 +40,32 @@ class Spec:
     seed: int
     method: str
     grid_points: int | None
+    pair_tests: bool | None = None
+    adjust: str = "maxT"
+    #: How paired data becomes one row per response (``paired``); None for one row per response.
+    pairing: Pairing | None = None
+    #: Whether paired data without a condition are audited within each role (else pooled).
+    role_condition: bool = True
+    #: The column of one-row-per-response texts for derived variables (None: the first candidate).
+    text: str | None = None
+    #: The ``by`` variables computed from texts (``columns``); None when every one is a column.
+    derived: Derived | None = None
 
     @property
     def columns(self) -> list[str]:
-        """The columns read from the source: the reward first."""
+        """The audit's columns: the reward first."""
         return [self.reward, *self.by] + ([self.condition] if self.condition else [])
+
+    @property
+    def source_columns(self) -> list[str]:
+        """The columns read from the source: the audit's (the texts instead of derived variables), or
+        for paired data those they come from."""
+        if self.pairing:
+            return self.pairing.source_columns
+        if self.derived is None:
+            return self.columns
+        kept = [c for c in self.columns if c not in self.derived.features]
+        return list(dict.fromkeys([*kept, self.derived.text]))
 
     @property
     def kernel(self) -> str:
@@ -118,6 +147,13 @@ def check_grid_points(grid_points) -> int | None:
             "grid_points counts per bin and condition value)"
         )
     return int(grid_points)
+
+
+def check_pair_tests(pair_tests) -> bool | None:
+    """None (by the work budget), True or False."""
+    if pair_tests is not None and not isinstance(pair_tests, bool):
+        raise TypeError(f"pair_tests must be True, False or None, got {pair_tests!r}")
+    return pair_tests
 
 
 def check_chunk_size(chunk_size) -> int | None:

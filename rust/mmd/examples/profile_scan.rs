@@ -2,7 +2,7 @@
 //!   cargo build --release -p crm-mmd --example profile_scan
 //!   CAUSAL_REWARDS_NUM_THREADS=1 valgrind --tool=callgrind target/release/examples/profile_scan
 
-use crm_mmd::audit::{audit, AuditOptions, Method};
+use crm_mmd::audit::{audit, AuditOptions, Method, PairTests};
 use crm_mmd::{Bandwidth, Estimator, Input, KernelKind};
 
 #[path = "../tests/common/mod.rs"]
@@ -18,6 +18,7 @@ fn main() {
             estimator: Estimator::Biased,
             permutations: 20,
             seed: 3,
+            pair_tests: PairTests::Raw,
         };
         let input = Input::new(&rewards, &bins).with_num_bins(10);
         let result = audit(&input, &options, Method::Scan).unwrap();

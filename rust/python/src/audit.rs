@@ -1,7 +1,7 @@
 //! Bindings of `crm_mmd::audit`: convert, release the GIL, call the core, convert back.
 
 use super::{core, count, detached_with, options, Columns, Labels, OnPoll, Rewards};
-use crm_mmd::audit::{self, AuditOptions, AuditResult, GridSketch, GridSpec, Method};
+use crm_mmd::audit::{self, AuditOptions, AuditResult, GridSketch, GridSpec, Method, PairTests};
 use numpy::ndarray::{Array2, Array3};
 use numpy::{IntoPyArray, PyReadonlyArray1, PyReadonlyArray2};
 use pyo3::exceptions::PyValueError;
@@ -14,14 +14,17 @@ fn audit_options(
     estimator: &str,
     permutations: &Bound<'_, PyAny>,
     seed: &Bound<'_, PyAny>,
+    pair_tests: &str,
 ) -> PyResult<AuditOptions> {
     let parsed = options(kernel, bandwidth, estimator, "mean")?;
+    let pair_tests: PairTests = core(pair_tests.parse())?;
     Ok(AuditOptions {
         kernel: parsed.kernel,
         bandwidth: parsed.bandwidth,
         estimator: parsed.estimator,
         permutations: count(permutations, "permutations")?,
         seed: count(seed, "seed")? as u64,
+        pair_tests,
     })
 }
 
@@ -78,15 +81,18 @@ fn result_dict<'py>(py: Python<'py>, r: AuditResult) -> PyResult<Bound<'py, PyDi
     out.set_item("test_statistic", r.test_statistic)?;
     out.set_item("null_statistics", r.null_statistics.into_pyarray(py))?;
     out.set_item("pvalue", r.pvalue)?;
+    out.set_item("pair_tests", r.pair_tests.name())?;
     let pair = Array2::from_shape_vec((m, m), r.pair_pvalues).map_err(shape_error)?;
     out.set_item("pair_pvalues", pair.into_pyarray(py))?;
+    let max_t = Array2::from_shape_vec((m, m), r.pair_pvalues_max_t).map_err(shape_error)?;
+    out.set_item("pair_pvalues_max_t", max_t.into_pyarray(py))?;
     out.set_item("grid_points", r.grid_points)?;
     Ok(out)
 }
 
 /// Exact audit ("exact" or "scan") of rewards in memory; returns a dict of the result's fields.
 #[pyfunction]
-#[pyo3(signature = (rewards, bins, groups, num_bins, kernel, bandwidth, estimator, permutations, seed, method, progress = None))]
+#[pyo3(signature = (rewards, bins, groups, num_bins, kernel, bandwidth, estimator, permutations, seed, method, pair_tests = "raw", progress = None))]
 #[allow(clippy::too_many_arguments)]
 fn audit_rewards<'py>(
     py: Python<'py>,
@@ -100,9 +106,10 @@ fn audit_rewards<'py>(
     permutations: &Bound<'py, PyAny>,
     seed: &Bound<'py, PyAny>,
     method: &str,
+    pair_tests: &str,
     progress: Option<Py<PyAny>>,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let options = audit_options(kernel, bandwidth, estimator, permutations, seed)?;
+    let options = audit_options(kernel, bandwidth, estimator, permutations, seed, pair_tests)?;
     let method: Method = core(method.parse())?;
     let columns = Columns::new(rewards, bins, groups, Some(num_bins))?;
     let result = columns.run_with(py, reporter(progress), |input| {
@@ -153,7 +160,7 @@ fn grid_sketch<'py>(
 
 /// Audit from grid sketch arrays (summed over chunks or partitions); returns a dict.
 #[pyfunction]
-#[pyo3(signature = (fine, coarse, pooled, counts, low, high, num_groups, num_bins, kernel, bandwidth, estimator, permutations, seed, progress = None))]
+#[pyo3(signature = (fine, coarse, pooled, counts, low, high, num_groups, num_bins, kernel, bandwidth, estimator, permutations, seed, pair_tests = "raw", progress = None))]
 #[allow(clippy::too_many_arguments)]
 fn audit_grid<'py>(
     py: Python<'py>,
@@ -170,9 +177,10 @@ fn audit_grid<'py>(
     estimator: &str,
     permutations: &Bound<'py, PyAny>,
     seed: &Bound<'py, PyAny>,
+    pair_tests: &str,
     progress: Option<Py<PyAny>>,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let options = audit_options(kernel, bandwidth, estimator, permutations, seed)?;
+    let options = audit_options(kernel, bandwidth, estimator, permutations, seed, pair_tests)?;
     let (num_groups, num_bins) = (
         count(num_groups, "num_groups")?,
         count(num_bins, "num_bins")?,

@@ -25,7 +25,8 @@ use super::hypergeometric::sample_multivariate;
 use super::rng::Rng;
 use super::sketch::{median_from_counts, GridSketch, ONE};
 use super::{
-    assemble, permutation_test, AuditOptions, AuditResult, Evaluator, Frame, Method, TestOutcome,
+    assemble, permutation_test, AuditOptions, AuditResult, Evaluator, Frame, GlobalSums, Method,
+    Relabelled, TestOutcome,
 };
 use crate::data::{check_num_bins, Occupied};
 use crate::error::{MmdError, Result};
@@ -97,81 +98,109 @@ fn transform_length(points: usize) -> usize {
         .unwrap_or(usize::MAX)
 }
 
-/// (G, M, M) kernel sums of per-cell weight tables (cells, points), by FFT. Returns the sums and
-/// sum_j |k_j| over the circulant kernel vector (for the error bound).
-fn grid_sums(
-    tables: &[f64],
-    points: usize,
-    kernel: &GridKernel,
-    num_groups: usize,
-    num_bins: usize,
-    fft: &Fft,
-) -> Result<(Vec<f64>, f64)> {
-    let n = fft.len();
-    let mut kernel_vector = vec![0.0; n];
-    for j in 0..points {
-        let k = kernel.at(j);
-        kernel_vector[j] = k;
-        if j > 0 {
-            kernel_vector[n - j] = k;
-        }
-    }
-    let kernel_l1: f64 = kernel_vector.iter().map(|k| k.abs()).sum();
-    let (kernel_spectrum, _) = fft.real_pair(&kernel_vector, &[]);
-    let cells = num_groups * num_bins;
-    let table = |c: usize| &tables[c * points..(c + 1) * points];
-    // Two real tables per complex transform.
-    let spectra: Vec<(Vec<f64>, Vec<f64>)> = map_blocks(cells.div_ceil(2), |pair| {
-        let second = if 2 * pair + 1 < cells {
-            table(2 * pair + 1)
-        } else {
-            &[]
-        };
-        fft.real_pair(table(2 * pair), second)
-    });
-    let spectrum = |c: usize| match c % 2 {
-        0 => spectra[c / 2].0.as_slice(),
-        _ => spectra[c / 2].1.as_slice(),
-    };
-    let sums = pair_sums(&kernel_spectrum, spectrum, num_groups, num_bins, n)?;
-    Ok((sums, kernel_l1))
+/// The half spectra of the kernel and of every cell's table (cells, points), by FFT, from which
+/// both the full kernel sums and the global ones follow.
+struct Spectra {
+    kernel: Vec<f64>,
+    cells: Vec<(Vec<f64>, Vec<f64>)>,
+    /// sum_j |k_j| over the circulant kernel vector (for the error bound).
+    kernel_l1: f64,
+    n: usize,
 }
 
-/// S_gpq = (1/N) sum_f Khat_f Re(conj(W_p,f) W_q,f) from the half spectra of every cell.
-fn pair_sums<'a>(
-    kernel_spectrum: &[f64],
-    spectrum: impl Fn(usize) -> &'a [f64],
-    num_groups: usize,
-    num_bins: usize,
-    n: usize,
-) -> Result<Vec<f64>> {
-    let (m, half) = (num_bins, n / 2);
-    let mut sums = vec![0.0; num_groups * m * m];
-    for g in 0..num_groups {
-        for p in 0..m {
-            interrupt::check()?;
-            let sp = spectrum(g * m + p);
-            // Khat_f W_p,f with the weights 1, 2, ..., 2, 1 of the half spectrum.
-            let weighted: Vec<f64> = (0..=half)
-                .flat_map(|f| {
-                    let w = kernel_spectrum[2 * f] * if f == 0 || f == half { 1.0 } else { 2.0 };
-                    [w * sp[2 * f], w * sp[2 * f + 1]]
-                })
-                .collect();
-            for q in p..m {
-                let sq = spectrum(g * m + q);
-                let s = weighted
-                    .iter()
-                    .zip(sq.iter())
-                    .map(|(a, b)| a * b)
-                    .sum::<f64>()
-                    / n as f64;
-                sums[(g * m + p) * m + q] = s;
-                sums[(g * m + q) * m + p] = s;
+impl Spectra {
+    fn new(tables: &[f64], points: usize, kernel: &GridKernel, cells: usize, fft: &Fft) -> Self {
+        let n = fft.len();
+        let mut kernel_vector = vec![0.0; n];
+        for j in 0..points {
+            let k = kernel.at(j);
+            kernel_vector[j] = k;
+            if j > 0 {
+                kernel_vector[n - j] = k;
             }
         }
+        let kernel_l1: f64 = kernel_vector.iter().map(|k| k.abs()).sum();
+        let (kernel_spectrum, _) = fft.real_pair(&kernel_vector, &[]);
+        let table = |c: usize| &tables[c * points..(c + 1) * points];
+        // Two real tables per complex transform.
+        let pairs: Vec<(Vec<f64>, Vec<f64>)> = map_blocks(cells.div_ceil(2), |pair| {
+            let second = if 2 * pair + 1 < cells {
+                table(2 * pair + 1)
+            } else {
+                &[]
+            };
+            fft.real_pair(table(2 * pair), second)
+        });
+        Self {
+            kernel: kernel_spectrum,
+            cells: pairs,
+            kernel_l1,
+            n,
+        }
     }
-    Ok(sums)
+
+    fn cell(&self, c: usize) -> &[f64] {
+        match c % 2 {
+            0 => self.cells[c / 2].0.as_slice(),
+            _ => self.cells[c / 2].1.as_slice(),
+        }
+    }
+
+    /// Khat_f times the weights 1, 2, ..., 2, 1 of the half spectrum, for f = 0..=N/2.
+    fn weight(&self, f: usize) -> f64 {
+        let half = self.n / 2;
+        self.kernel[2 * f] * if f == 0 || f == half { 1.0 } else { 2.0 }
+    }
+
+    /// S_gpq = (1/N) sum_f Khat_f Re(conj(W_p,f) W_q,f) from the half spectra of every cell.
+    fn full_sums(&self, num_groups: usize, num_bins: usize) -> Result<Vec<f64>> {
+        let (m, half) = (num_bins, self.n / 2);
+        let mut sums = vec![0.0; num_groups * m * m];
+        for g in 0..num_groups {
+            for p in 0..m {
+                interrupt::check()?;
+                let sp = self.cell(g * m + p);
+                let weighted: Vec<f64> = (0..=half)
+                    .flat_map(|f| [self.weight(f) * sp[2 * f], self.weight(f) * sp[2 * f + 1]])
+                    .collect();
+                for q in p..m {
+                    let sq = self.cell(g * m + q);
+                    let s =
+                        weighted.iter().zip(sq).map(|(a, b)| a * b).sum::<f64>() / self.n as f64;
+                    sums[(g * m + p) * m + q] = s;
+                    sums[(g * m + q) * m + p] = s;
+                }
+            }
+        }
+        Ok(sums)
+    }
+
+    /// The global sums: S_gpp from each cell's power spectrum, W_g from that of the weighted sum
+    /// of the group's spectra (the FFT is linear), O(M N) per group instead of O(M^2 N).
+    fn global(&self, num_groups: usize, num_bins: usize, weights: &[f64]) -> GlobalSums {
+        let (m, half) = (num_bins, self.n / 2);
+        let power = |z: &[f64]| {
+            (0..=half)
+                .map(|f| self.weight(f) * (z[2 * f] * z[2 * f] + z[2 * f + 1] * z[2 * f + 1]))
+                .sum::<f64>()
+                / self.n as f64
+        };
+        let within = (0..num_groups * m).map(|c| power(self.cell(c))).collect();
+        let cross = (0..num_groups)
+            .map(|g| {
+                let mut combined = vec![0.0; 2 * (half + 1)];
+                for p in (0..m).filter(|&p| weights[g * m + p] != 0.0) {
+                    let w = weights[g * m + p];
+                    combined
+                        .iter_mut()
+                        .zip(self.cell(g * m + p))
+                        .for_each(|(c, z)| *c += w * z);
+                }
+                power(&combined)
+            })
+            .collect();
+        GlobalSums { within, cross }
+    }
 }
 
 /// The memory policy applied to the grid audit: the fine tables (a copy, and in float64) with
@@ -255,8 +284,9 @@ fn fine_sums(
     let kernel = GridKernel::new(kind, sketch.spec.step(pf), bandwidths);
     let fft = Fft::new(transform_length(pf));
     let fine: Vec<f64> = sketch.fine.iter().map(|&w| w as f64 / ONE as f64).collect();
-    let (sums, kernel_l1) = grid_sums(&fine, pf, &kernel, num_groups, num_bins, &fft)?;
-    Ok((sums, kernel.error(fft.len(), kernel_l1)))
+    let spectra = Spectra::new(&fine, pf, &kernel, num_groups * num_bins, &fft);
+    let sums = spectra.full_sums(num_groups, num_bins)?;
+    Ok((sums, kernel.error(fft.len(), spectra.kernel_l1)))
 }
 
 /// Bound on every computable pair's MMD^2 (and so on their mean) given delta per kernel mean: a
@@ -275,6 +305,58 @@ fn error_bound(counts: &[u64], num_bins: usize, unbiased: bool, delta: f64) -> f
         .fold(0.0, f64::max)
 }
 
+/// The coarse grid's count tables and what their kernel sums need.
+struct Coarse<'a> {
+    sketch: &'a GridSketch,
+    kernel: GridKernel,
+    fft: Fft,
+    weights: Vec<f64>,
+    num_groups: usize,
+    num_bins: usize,
+}
+
+impl<'a> Coarse<'a> {
+    fn new(
+        sketch: &'a GridSketch,
+        kind: KernelKind,
+        bandwidths: &[f64],
+        evaluator: &Evaluator,
+    ) -> Self {
+        let pc = sketch.spec.coarse_points;
+        Self {
+            sketch,
+            kernel: GridKernel::new(kind, sketch.spec.step(pc), bandwidths),
+            fft: Fft::new(transform_length(pc)),
+            weights: evaluator.weights(),
+            num_groups: evaluator.num_groups,
+            num_bins: evaluator.num_bins,
+        }
+    }
+
+    /// The global sums of a count table (and with `full` its (G, M, M) kernel sums).
+    fn relabelled(&self, table: &[u64], full: bool) -> Result<Relabelled> {
+        let (g, m) = (self.num_groups, self.num_bins);
+        let table: Vec<f64> = table.iter().map(|&c| c as f64).collect();
+        let pc = self.sketch.spec.coarse_points;
+        let spectra = Spectra::new(&table, pc, &self.kernel, g * m, &self.fft);
+        Ok(Relabelled {
+            global: spectra.global(g, m, &self.weights),
+            full: if full {
+                Some(spectra.full_sums(g, m)?)
+            } else {
+                None
+            },
+        })
+    }
+
+    /// The sums of the table of a uniformly random relabelling of the rows within each group.
+    fn permuted(&self, rng: &mut Rng, full: bool) -> Result<Relabelled> {
+        let s = self.sketch;
+        let (g, m, pc) = (self.num_groups, self.num_bins, s.spec.coarse_points);
+        self.relabelled(&permuted_table(rng, &s.coarse, &s.counts, g, m, pc), full)
+    }
+}
+
 /// The permutation test on the coarse grid's count tables, drawn exactly.
 fn coarse_test(
     sketch: &GridSketch,
@@ -283,32 +365,11 @@ fn coarse_test(
     evaluator: &Evaluator,
     options: &AuditOptions,
 ) -> Result<TestOutcome> {
-    let (g, m, pc) = (
-        evaluator.num_groups,
-        evaluator.num_bins,
-        sketch.spec.coarse_points,
-    );
-    let kernel = GridKernel::new(kind, sketch.spec.step(pc), bandwidths);
-    let fft = Fft::new(transform_length(pc));
-    let sums = |table: &[u64]| {
-        let table: Vec<f64> = table.iter().map(|&c| c as f64).collect();
-        Ok(grid_sums(&table, pc, &kernel, g, m, &fft)?.0)
-    };
-    permutation_test(
-        evaluator,
-        &sums(&sketch.coarse)?,
-        options,
-        |rng: &mut Rng| {
-            sums(&permuted_table(
-                rng,
-                &sketch.coarse,
-                &sketch.counts,
-                g,
-                m,
-                pc,
-            ))
-        },
-    )
+    let coarse = Coarse::new(sketch, kind, bandwidths, evaluator);
+    let observed = coarse.relabelled(&sketch.coarse, true)?;
+    permutation_test(evaluator, &observed, options, |rng: &mut Rng, full| {
+        coarse.permuted(rng, full)
+    })
 }
 
 /// The (cells, points) count table after a uniform relabelling of the rows within each group:
@@ -340,6 +401,22 @@ fn permuted_table(
         }
     }
     permuted
+}
+
+/// (T from the full sums, T from the global sums) of the coarse tables of seeded permutations.
+#[cfg(test)]
+pub fn both_statistics_for_tests(
+    sketch: &GridSketch,
+    evaluator: &Evaluator,
+    kind: KernelKind,
+    bandwidths: &[f64],
+    seed: u64,
+    permutations: usize,
+) -> Vec<(f64, f64)> {
+    let coarse = Coarse::new(sketch, kind, bandwidths, evaluator);
+    super::both_statistics(evaluator, seed, permutations, |rng, full| {
+        coarse.permuted(rng, full)
+    })
 }
 
 #[cfg(test)]

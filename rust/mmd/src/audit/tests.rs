@@ -1,7 +1,7 @@
 //! The audit methods against the core's brute force and against each other.
 
 use super::*;
-use crate::{pairwise_bin_mmd, Input, Options};
+use crate::{pairwise_bin_mmd, prepare, Input, Options};
 
 /// The audit of in-memory rewards, as the bindings call it.
 fn run(
@@ -45,6 +45,7 @@ fn options(
         estimator,
         permutations,
         seed: 11,
+        pair_tests: PairTests::Raw,
     }
 }
 
@@ -331,5 +332,232 @@ fn scan_with_many_bins_equals_brute_force() {
             "{kernel:?}: {} vs {value}",
             result.statistic
         );
+    }
+}
+
+/// The rewards of `data` with one bin of one row (not computable for the unbiased estimator).
+fn with_a_singleton(
+    n: usize,
+    m: usize,
+    groups: usize,
+    seed: u64,
+) -> (Vec<f64>, Vec<i64>, Vec<i64>) {
+    let (values, mut bins, groups) = data(n, m, groups, seed);
+    bins.iter_mut().for_each(|b| *b = (*b).min(m as i64 - 2));
+    bins[0] = m as i64 - 1;
+    (values, bins, groups)
+}
+
+fn prepared(
+    values: &[f64],
+    bins: &[i64],
+    groups: &[i64],
+    m: usize,
+    o: &AuditOptions,
+) -> crate::Prepared {
+    let (values, bins, groups) = (values.to_vec(), bins.to_vec(), groups.to_vec());
+    let input = Input::new(&values, &bins)
+        .with_groups(&groups)
+        .with_num_bins(m);
+    prepare(&input, o.kernel, &o.bandwidth).unwrap()
+}
+
+/// |T_full - T_global| <= 1e-12 |T| on every permutation, |T| at least the run's mean |T_b| (the
+/// unbiased statistic is centred at 0 under relabelling, so a relative error to T_b alone would be
+/// unbounded where T_b crosses 0; for the biased one the two scales agree), or `floor`.
+fn assert_relatively_close(pairs: &[(f64, f64)], what: &str, floor: f64) {
+    assert!(!pairs.is_empty());
+    let typical = pairs.iter().map(|p| p.0.abs()).sum::<f64>() / pairs.len() as f64;
+    for (b, &(full, global)) in pairs.iter().enumerate() {
+        assert!(
+            (full - global).abs() <= (1e-12 * full.abs().max(typical)).max(floor),
+            "{what}, permutation {b}: O(n M) {full} vs O(n) {global} (typical |T| {typical})"
+        );
+    }
+}
+
+#[test]
+fn the_global_pass_equals_the_full_sums_on_every_permutation() {
+    // Groups, bins not computable for the unbiased estimator, several bandwidths, ties.
+    let (values, bins, groups) = with_a_singleton(900, 6, 3, 21);
+    let estimators = [Estimator::Biased, Estimator::Unbiased];
+    for (kernel, bandwidth) in [
+        (KernelKind::Energy, Bandwidth::Fixed(vec![1.0])),
+        (KernelKind::Laplacian, Bandwidth::Fixed(vec![0.01, 0.4])),
+        (KernelKind::Rbf, Bandwidth::Fixed(vec![0.3])),
+        (KernelKind::Imq, Bandwidth::Median),
+    ] {
+        for estimator in estimators {
+            let o = options(kernel, bandwidth.clone(), estimator, 0);
+            let unbiased = estimator == Estimator::Unbiased;
+            let prepared = prepared(&values, &bins, &groups, 6, &o);
+            let what = format!("{kernel:?} {estimator:?}");
+            let exact = brute::both_statistics_for_tests(&prepared, unbiased, 4, 30);
+            assert_relatively_close(&exact, &format!("exact {what}"), 0.0);
+            if matches!(kernel, KernelKind::Energy | KernelKind::Laplacian) {
+                let scan = scan::both_statistics_for_tests(&prepared, unbiased, 4, 30);
+                assert_relatively_close(&scan, &format!("scan {what}"), 0.0);
+            }
+        }
+    }
+}
+
+#[test]
+fn the_grid_global_sums_equal_its_full_sums_on_every_permutation() {
+    // Both paths take their sums from the same spectra but round differently after the FFT, by a
+    // few ulps of the kernel mean (k(0) = 1; see grid's error bound): 1e-12 of T while T, about
+    // 1 / (rows per bin), stays above ~1e-3, and at most 64 ulps below that.
+    let (values, bins, groups) = with_a_singleton(600, 5, 2, 22);
+    let cells: Vec<i64> = bins.iter().zip(&groups).map(|(b, g)| g * 5 + b).collect();
+    let spec = GridSpec::new(2.0, 8.0, 1025, 257, 1025).unwrap();
+    let mut sketch = GridSketch::new(spec, 10).unwrap();
+    sketch.add(&values, &cells).unwrap();
+    for kind in [KernelKind::Rbf, KernelKind::Imq] {
+        for unbiased in [false, true] {
+            let evaluator = Evaluator {
+                counts: &sketch.counts,
+                num_groups: 2,
+                num_bins: 5,
+                unbiased,
+                k0: 1.0,
+            };
+            let pairs = grid::both_statistics_for_tests(&sketch, &evaluator, kind, &[0.4], 6, 30);
+            let what = format!("grid {kind:?} unbiased={unbiased}");
+            assert_relatively_close(&pairs, &what, 64.0 * f64::EPSILON);
+        }
+    }
+}
+
+/// Every field of a result, as text (NaN equal to NaN), for bitwise comparisons.
+fn bits(result: &AuditResult) -> String {
+    format!("{result:?}")
+}
+
+#[test]
+fn pair_tests_leave_the_global_test_unchanged_at_any_thread_count() {
+    let (mut values, bins, groups) = with_a_singleton(500, 5, 2, 23);
+    values
+        .iter_mut()
+        .zip(&bins)
+        .for_each(|(v, &b)| *v += 0.05 * b as f64);
+    let cells: Vec<i64> = bins.iter().zip(&groups).map(|(b, g)| g * 5 + b).collect();
+    let spec = GridSpec::new(2.0, 9.0, 1025, 257, 1025).unwrap();
+    let mut sketch = GridSketch::new(spec, 10).unwrap();
+    sketch.add(&values, &cells).unwrap();
+    for estimator in [Estimator::Biased, Estimator::Unbiased] {
+        let runs = |tests: PairTests| -> Vec<AuditResult> {
+            let mut out = Vec::new();
+            for (kernel, method) in [
+                (KernelKind::Energy, Method::Scan),
+                (KernelKind::Laplacian, Method::Scan),
+                (KernelKind::Rbf, Method::Exact),
+                (KernelKind::Rbf, Method::Grid),
+            ] {
+                let o = AuditOptions {
+                    pair_tests: tests,
+                    ..options(kernel, Bandwidth::Fixed(vec![0.5]), estimator, 40)
+                };
+                out.push(if method == Method::Grid {
+                    audit_sketch(&sketch, 2, 5, &o).unwrap()
+                } else {
+                    run(&values, &bins, Some(&groups), 5, &o, method).unwrap()
+                });
+            }
+            out
+        };
+        let mut by_threads = Vec::new();
+        for threads in [1, 2, 3] {
+            crate::set_num_threads(threads);
+            by_threads.push([PairTests::Off, PairTests::Raw, PairTests::MaxT].map(runs));
+        }
+        crate::set_num_threads(0);
+        for runs in &by_threads[1..] {
+            for (a, b) in runs.iter().flatten().zip(by_threads[0].iter().flatten()) {
+                assert_eq!(bits(a), bits(b));
+            }
+        }
+        let [off, raw, max_t] = &by_threads[0];
+        for ((off, raw), max_t) in off.iter().zip(raw).zip(max_t) {
+            let what = format!("{:?} {estimator:?}", raw.method);
+            assert_eq!(off.null_statistics, raw.null_statistics, "{what}");
+            assert_eq!(off.pvalue.to_bits(), raw.pvalue.to_bits(), "{what}");
+            assert_eq!(
+                bits(&AuditResult {
+                    pair_tests: PairTests::Raw,
+                    ..max_t.clone()
+                }),
+                bits(&AuditResult {
+                    pair_pvalues_max_t: max_t.pair_pvalues_max_t.clone(),
+                    ..raw.clone()
+                })
+            );
+            assert!(off.pair_pvalues.iter().all(|p| p.is_nan()), "{what}");
+            assert!(raw.pair_pvalues_max_t.iter().all(|p| p.is_nan()), "{what}");
+            assert_eq!(off.pair_tests, PairTests::Off);
+            // maxT: at least the raw p-value, at most 1, and a p-value of its own for every pair.
+            for (p, a) in raw.pair_pvalues.iter().zip(&max_t.pair_pvalues_max_t) {
+                assert_eq!(p.is_nan(), a.is_nan());
+                assert!(p.is_nan() || (p <= a && *a <= 1.0), "{what}: {p} {a}");
+            }
+        }
+    }
+}
+
+#[test]
+fn the_global_pvalue_is_that_of_the_full_statistics() {
+    // The p-value from the O(n) statistics counts what the O(n M) ones count: same ranks.
+    let (mut values, bins, groups) = data(800, 4, 2, 24);
+    values
+        .iter_mut()
+        .zip(&bins)
+        .for_each(|(v, &b)| *v += 0.02 * b as f64);
+    for (kernel, method) in [
+        (KernelKind::Energy, Method::Scan),
+        (KernelKind::Rbf, Method::Exact),
+    ] {
+        let o = options(kernel, Bandwidth::Fixed(vec![0.5]), Estimator::Biased, 200);
+        let result = run(&values, &bins, Some(&groups), 4, &o, method).unwrap();
+        let prepared = prepared(&values, &bins, &groups, 4, &o);
+        let both = match method {
+            Method::Scan => scan::both_statistics_for_tests(&prepared, false, o.seed, 200),
+            _ => brute::both_statistics_for_tests(&prepared, false, o.seed, 200),
+        };
+        let full: Vec<f64> = both.iter().map(|b| b.0).collect();
+        let observed = result.test_statistic;
+        let hits = full
+            .iter()
+            .filter(|&&t| t >= observed - 1e-11 * observed.abs().max(1.0))
+            .count();
+        assert_eq!(result.pvalue, (1 + hits) as f64 / 201.0, "{kernel:?}");
+        assert!(result.pvalue > 0.0 && result.pvalue < 1.0);
+    }
+}
+
+#[test]
+fn max_t_finds_the_planted_bin_and_only_it() {
+    // Six bins of one law but the last, shifted: its pairs are significant after adjustment, the
+    // others not.
+    let mut rng = Rng::new(25, 0);
+    let bins: Vec<i64> = (0..2400).map(|i| (i % 6) as i64).collect();
+    let values: Vec<f64> = bins
+        .iter()
+        .map(|&b| rng.uniform() + if b == 5 { 0.3 } else { 0.0 })
+        .collect();
+    let o = AuditOptions {
+        pair_tests: PairTests::MaxT,
+        ..options(
+            KernelKind::Energy,
+            Bandwidth::Fixed(vec![1.0]),
+            Estimator::Biased,
+            300,
+        )
+    };
+    let result = run(&values, &bins, None, 6, &o, Method::Scan).unwrap();
+    let m = 6;
+    for p in 0..m {
+        for q in p + 1..m {
+            let adjusted = result.pair_pvalues_max_t[p * m + q];
+            assert_eq!(adjusted <= 0.05, q == 5, "pair ({p}, {q}): {adjusted}");
+        }
     }
 }
