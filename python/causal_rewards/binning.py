@@ -105,7 +105,10 @@ def _categorical(array: np.ndarray, name: str, offset: int = 0) -> np.ndarray:
     if all(isinstance(v, str) for v in items):
         return np.asarray(items, dtype=str)
     if all(isinstance(v, numbers.Real) for v in items):
-        return _categorical(np.asarray(items), name, offset)
+        numeric = np.asarray(items)
+        if numeric.dtype.kind == "O":  # integers beyond 64 bits
+            raise ValueError(f"{name} holds integers too large for 64 bits (e.g. {max(items, key=abs)})")
+        return _categorical(numeric, name, offset)
     kinds = sorted({type(v).__name__ for v in items})
     raise TypeError(
         f"{name} mixes value types ({', '.join(kinds)}): categories must be all numbers or all strings"
