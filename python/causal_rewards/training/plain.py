@@ -199,12 +199,15 @@ class PlainRewardTrainer:
         return torch.randperm(len(self.train_pairs), generator=generator)
 
     # ------------------------------------------------------------------------------------------- training
+    def batch_inputs(self, pairs: PreferencePairs, index: torch.Tensor):
+        """The model inputs of pairs ``index`` on the model's device: the chosen rows, then the rejected."""
+        x = _batches.concat(_batches.take(pairs.chosen, index), _batches.take(pairs.rejected, index))
+        return _batches.to_device(x, self.device)
+
     def _batch_rewards(
         self, pairs: PreferencePairs, index: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        device = self.device
-        x = _batches.concat(_batches.take(pairs.chosen, index), _batches.take(pairs.rejected, index))
-        rewards = _batches.forward(self.model, _batches.to_device(x, device), 2 * index.numel())
+        rewards = _batches.forward(self.model, self.batch_inputs(pairs, index), 2 * index.numel())
         return rewards[: index.numel()], rewards[index.numel() :]
 
     def _objective(self, pairs, bins, index, r_c, r_r, *, training: bool):
