@@ -660,7 +660,7 @@ def test_reward_centring_adds_c_times_the_mean_squared_pair_sum():
     r_r = torch.tensor([0.0, 0.5, -1.0], dtype=torch.float64)
     bins = torch.tensor([0, 1, 0]), torch.tensor([1, 0, 1])
     plain = CRMObjective(num_bins=2)(r_c, r_r, *bins)
-    centred = CRMObjective(num_bins=2, center_rewards_coefficient=0.25)(r_c, r_r, *bins)
+    centred = CRMObjective(num_bins=2)(r_c, r_r, *bins, center_rewards_coefficient=0.25)
     # (r_w + r_l)^2 = 1, 0, 1 by hand: mean 2/3
     assert centred.loss.item() == pytest.approx(plain.loss.item() + 0.25 * 2 / 3, rel=1e-12)
     assert centred.preference_loss.item() == plain.preference_loss.item()

@@ -57,7 +57,6 @@ class CRMObjective:
         num_bins: M, the fitted number of (crossed) bins.
         memory_bank_size: per-(group, bin) queue length of past detached rewards (0 = no bank).
         length_penalty: alpha of the length-penalty baseline (0 = off).
-        center_rewards_coefficient: c of reward centring (0 = off).
         distributed: gather the global batch from all ranks when a process group is initialised.
     """
 
@@ -75,7 +74,6 @@ class CRMObjective:
         length_penalty: float = 0.0,
         distributed: bool = True,
         scale_invariant: bool = False,
-        center_rewards_coefficient: float = 0.0,
     ):
         self.loss_fn = CausalRewardLoss(
             lambda_mmd=lambda_mmd,
@@ -89,7 +87,6 @@ class CRMObjective:
         )
         self.num_bins = num_bins
         self.length_penalty = float(length_penalty)
-        self.center_rewards_coefficient = float(center_rewards_coefficient)
         self.distributed = distributed
         self.num_groups = 2 if conditional else 1
         self.bank = MemoryBank(memory_bank_size, num_bins, self.num_groups) if memory_bank_size else None
@@ -105,10 +102,13 @@ class CRMObjective:
         length_rejected: torch.Tensor | None = None,
         margin: torch.Tensor | float | None = None,
         preference: torch.Tensor | None = None,
+        center_rewards_coefficient: float | None = None,
         training: bool = True,
     ) -> CRMStepOutput:
         """The loss of one batch. ``training=False`` (evaluation) neither reads nor updates the bank.
-        ``preference``: the probability that each chosen response is preferred (0.5 = a tie)."""
+        ``preference``: the probability that each chosen response is preferred (0.5 = a tie);
+        ``center_rewards_coefficient``: c of reward centring (None or 0 = off), read by the trainers
+        from their config at every step as TRL does."""
         fn = self.loss_fn
         r_chosen, r_rejected, bins_chosen, bins_rejected = fn.check_batch(
             r_chosen, r_rejected, bins_chosen, bins_rejected
@@ -126,8 +126,8 @@ class CRMObjective:
         mmd = fn.mmd(pooled).to(preference_loss.dtype)
         penalty = fn.lambda_mmd * distributed.scale_grad(mmd, world)
         loss = preference_loss + penalty
-        if self.center_rewards_coefficient:
-            loss = loss + self.center_rewards_coefficient * torch.mean((r_chosen + r_rejected) ** 2)
+        if center_rewards_coefficient:
+            loss = loss + center_rewards_coefficient * torch.mean((r_chosen + r_rejected) ** 2)
         with torch.no_grad():
             accuracy = (r_chosen > r_rejected).to(preference_loss.dtype).mean()
         return CRMStepOutput(loss, preference_loss, mmd, accuracy, penalty)

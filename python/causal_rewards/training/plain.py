@@ -221,6 +221,7 @@ class PlainRewardTrainer:
             length_chosen=None if lengths is None else lengths[0][index].to(device),
             length_rejected=None if lengths is None else lengths[1][index].to(device),
             preference=None if preference is None else preference[index].to(device, r_c.dtype),
+            center_rewards_coefficient=self.config.center_rewards_coefficient,
             training=training,
         )
 

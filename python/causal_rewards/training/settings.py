@@ -14,7 +14,8 @@ their bins (``spurious_bins``) and their objective (``objective``) from the sett
     length_penalty    alpha of the length-penalty baseline: a finite number
     scale_invariant   penalise the MMD of the standardised rewards: a bool
     center_rewards_coefficient   c of reward centring, c * mean((r_w + r_l)^2): None or a finite
-                      number >= 0 (TRL's RewardConfig field; configs without it have none)
+                      number >= 0 (TRL's RewardConfig field; configs without it have none); checked
+                      here, passed by the trainers to the objective at every step
 """
 
 from __future__ import annotations
@@ -82,7 +83,6 @@ class CRMSettings:
     memory_bank_size: int
     length_penalty: float
     scale_invariant: bool = False
-    center_rewards_coefficient: float = 0.0
 
     @classmethod
     def of(cls, config, owner: str | None = None) -> CRMSettings:
@@ -93,7 +93,9 @@ class CRMSettings:
         for name in ("conditional", "scale_invariant"):
             if not isinstance(values[name], bool):
                 raise TypeError(f"{owner}.{name} must be a bool, got {type(values[name]).__name__}")
-        centring = getattr(config, "center_rewards_coefficient", None)
+        centring = getattr(config, "center_rewards_coefficient", None)  # passed by the trainer at each step
+        if centring is not None:
+            check_weight(centring, f"{owner}.center_rewards_coefficient")
         num_bins = _one_or_each(values["num_bins"], lambda v: check_num_bins(v, f"{owner}.num_bins"),
                                 f"{owner}.num_bins")
         binning = _one_or_each(values["binning"], lambda v: check_choice(f"{owner}.binning", v, KINDS),
@@ -108,9 +110,6 @@ class CRMSettings:
             memory_bank_size=check_int(values["memory_bank_size"], f"{owner}.memory_bank_size", 0),
             length_penalty=check_number(values["length_penalty"], f"{owner}.length_penalty"),
             scale_invariant=values["scale_invariant"],
-            center_rewards_coefficient=0.0 if centring is None else check_weight(
-                centring, f"{owner}.center_rewards_coefficient"
-            ),
         )
 
     def spurious_bins(self, names=None) -> SpuriousBins:
@@ -130,5 +129,4 @@ class CRMSettings:
             length_penalty=self.length_penalty,
             distributed=distributed,
             scale_invariant=self.scale_invariant,
-            center_rewards_coefficient=self.center_rewards_coefficient,
         )

@@ -82,6 +82,7 @@ class CausalRewardTrainer(CRMTrainerMixin, RewardTrainer):
             crm["crm_bins_chosen"],
             crm["crm_bins_rejected"],
             margin=margin,
+            center_rewards_coefficient=self.args.center_rewards_coefficient,
             training=mode == "train",
             **lengths,
         )
