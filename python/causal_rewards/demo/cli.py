@@ -8,7 +8,8 @@ and, with ``--json FILE``, the metrics as {"tasks": {TASK: {VARIANT: {METRIC: va
 ``--methods all`` adds the other fixes (ODIN, post-hoc calibration, reward centring, counterfactual
 ties) and CRM with the scale-invariant penalty; ``--seeds N`` repeats everything over N seeds (data,
 initialisation, batch order) and reports means with standard deviations (the JSON then also holds
-"seeds", "std" and "per_seed"). Finished runs are kept under OUT/runs, so an interrupted run continues.
+"seeds", "std" and "per_seed"). Finished runs are kept under OUT/runs, so an interrupted run continues
+(they are named by their settings and the package version: delete OUT/runs after changing the code).
 """
 
 from __future__ import annotations

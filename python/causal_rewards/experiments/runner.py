@@ -322,7 +322,11 @@ class RunCache:
 
     @staticmethod
     def key(**spec) -> str:
-        text = json.dumps({"format": RUN_FORMAT, **spec}, sort_keys=True, default=repr)
+        """The name of a run: its settings and the package version (the code itself is not part of
+        it: delete the folder after changing the code)."""
+        from .. import __version__
+
+        text = json.dumps({"format": RUN_FORMAT, "version": __version__, **spec}, sort_keys=True, default=repr)
         return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
     def load(self, key: str) -> VariantRun | None:
