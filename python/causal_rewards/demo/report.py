@@ -201,6 +201,9 @@ def _curves(task: str, runs: list[VariantRun]) -> str:
     return _png(figure)
 
 
+_COLOURS = ("C0", "C1", "C2", "C3", "C4", "C5", "C6", "C8", "C9", "navy")  # no grey: the sweeps are grey
+
+
 def _pareto(result: ExperimentResult) -> str | None:
     """Length: Spearman(reward, words) against accuracy on length-balanced pairs for every method and
     the sweeps (means, error bars = sd over seeds)."""
@@ -211,26 +214,27 @@ def _pareto(result: ExperimentResult) -> str | None:
     figure = _figure(figsize=(6.4, 4.6))
     ax = figure.subplots()
     points = result.sweep_points()
-    for kind, marker, label in (("conditional", "o", "conditional CRM (lambda)"),
-                                ("length_penalty", "s", "vanilla + length penalty (alpha)")):
+    for kind, marker, color, label in (("conditional", "o", "black", "conditional CRM (lambda)"),
+                                       ("length_penalty", "s", "grey", "vanilla + length penalty (alpha)")):
         series = [p for p in points if p["variant"] == kind]
         if not series:
             continue
         xs, ys = [p["length_spearman"] for p in series], [p["length_balanced_accuracy"] for p in series]
         ax.errorbar([x[0] for x in xs], [y[0] for y in ys], xerr=[x[1] for x in xs], yerr=[y[1] for y in ys],
-                    marker=marker, capsize=2, label=label, alpha=0.8)
+                    marker=marker, color=color, linestyle="--", linewidth=1, markersize=4, capsize=2, label=label)
         for p, x, y in zip(series, xs, ys):
             ax.annotate(f"{p['setting']:g}", (x[0], y[0]), fontsize=7, xytext=(3, 3), textcoords="offset points")
     for i, (variant, row) in enumerate(methods.items()):
         xerr = None if std is None else std[variant]["length_spearman"]
         yerr = None if std is None else std[variant]["length_balanced_accuracy"]
         ax.errorbar([row["length_spearman"]], [row["length_balanced_accuracy"]], xerr=xerr, yerr=yerr,
-                    marker="*^vD<>Pphx"[i % 10], markersize=9, linestyle="none", capsize=2, label=variant)
+                    marker="*^vD<>Pphx"[i % 10], color=_COLOURS[i % 10], markersize=9, linestyle="none", capsize=2,
+                    label=variant)
     ax.axvline(0, color="grey", linewidth=0.6)
     ax.set_xlabel("Spearman(reward, length)  (0 = no length bias)")
     ax.set_ylabel("accuracy on length-balanced pairs")
     ax.set_title("length: every method and the sweeps", fontsize=10)
-    ax.legend(fontsize=7, loc="best")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return _png(figure)
 
 
