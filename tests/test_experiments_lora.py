@@ -28,7 +28,7 @@ def test_lora_trains_only_the_adapters_and_the_head():
     config = ExperimentConfig(num_epochs=1, batch_size=4, learning_rate=1e-2, hidden=8)
     run = train_variant(task, inputs, config, lambda_mmd=1.0, conditional=True, variant="conditional",
                         model_factory=factory)
-    assert set(run.metrics) == {"accuracy", "sycophancy_rate"}
+    assert set(run.metrics) == {"accuracy", "sycophancy_rate", "effect", "reward_sd", "effect_sd"}
     assert len(run.history) >= 1
     after = models[0].state_dict()
     changed = {k for k in before if not torch.equal(before[k], after[k])}

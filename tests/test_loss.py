@@ -3,6 +3,8 @@ small reward model under torch.compile(fullgraph=True)."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -213,3 +215,86 @@ def test_readme_flow_refuses_single_bin_data_at_fit(lengths):
     instead of giving num_bins_ = 1, which CausalRewardLoss refuses."""
     with pytest.raises(ValueError, match="single"):
         cr.Binner(kind="quantile", num_bins=10).fit(lengths)
+
+
+# ------------------------------------------------------------------------- scale-invariant penalty
+def _scale_batch(seed=3, n=40, num_bins=4):
+    gen = torch.Generator().manual_seed(seed)
+    r_c = 3.0 * torch.randn(n, generator=gen, dtype=torch.float64) + 1.5
+    r_r = 3.0 * torch.randn(n, generator=gen, dtype=torch.float64)
+    b_c = torch.randint(0, num_bins, (n,), generator=gen)
+    b_r = torch.randint(0, num_bins, (n,), generator=gen)
+    return r_c, r_r, b_c, b_r
+
+
+@pytest.mark.parametrize("kernel", ["rbf", "laplacian", "imq", "energy"])
+@pytest.mark.parametrize("conditional", [True, False])
+@pytest.mark.parametrize("estimator", ["biased", "unbiased"])
+def test_scale_invariant_penalty_value_is_blind_to_the_scale(kernel, conditional, estimator):
+    r_c, r_r, b_c, b_r = _scale_batch()
+    loss_fn = CausalRewardLoss(1.0, conditional=conditional, kernel=kernel, estimator=estimator, num_bins=4,
+                               scale_invariant=True)
+    base = loss_fn(r_c, r_r, b_c, b_r).mmd.item()
+    assert base > 0
+    for c in (3.7, 1e-3, 1e4, -2.0):
+        assert loss_fn(c * r_c, c * r_r, b_c, b_r).mmd.item() == pytest.approx(base, rel=1e-12, abs=0)
+    # and it is the ordinary statistic of the standardised rewards, computed here in numpy
+    r = np.concatenate([r_c.numpy(), r_r.numpy()])
+    z = (r - r.mean()) / r.std()
+    bins = np.concatenate([b_c.numpy(), b_r.numpy()])
+    groups = np.r_[np.zeros(len(r_c)), np.ones(len(r_r))].astype(np.int64) if conditional else None
+    expected = cr.pairwise_bin_mmd(z, bins, num_bins=4, groups=groups, kernel=kernel, estimator=estimator)
+    assert base == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.parametrize("kernel", ["rbf", "laplacian", "imq", "energy"])
+@pytest.mark.parametrize("conditional", [True, False])
+def test_scale_invariant_penalty_gradient_is_orthogonal_to_the_scale_direction(kernel, conditional):
+    r_c, r_r, b_c, b_r = _scale_batch(seed=5)
+    r_c.requires_grad_(True)
+    r_r.requires_grad_(True)
+    loss_fn = CausalRewardLoss(1.0, conditional=conditional, kernel=kernel, num_bins=4, scale_invariant=True)
+    loss_fn(r_c, r_r, b_c, b_r).mmd.backward()
+    g = torch.cat([r_c.grad, r_r.grad])
+    r = torch.cat([r_c, r_r]).detach()
+    assert g.norm() > 1e-6  # the penalty still moves the rewards
+    assert abs(torch.dot(g, r).item()) <= 1e-10 * (g.norm() * r.norm()).item()  # d/dc MMD(c r) = 0
+    assert abs(g.sum().item()) <= 1e-10 * g.norm().item() * len(g) ** 0.5  # and to shifts r + t
+    # against finite differences of the value, independent of autograd
+    direction = torch.randn(len(g), generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    h = 1e-6
+    n = len(r_c)
+
+    def value(x):
+        return loss_fn(x[:n], x[n:], b_c, b_r).mmd.item()
+
+    numeric = (value(r + h * direction) - value(r - h * direction)) / (2 * h)
+    assert torch.dot(g, direction).item() == pytest.approx(numeric, rel=1e-5, abs=1e-9)
+
+
+def test_scale_invariant_penalty_of_equal_rewards_is_zero_with_a_finite_gradient():
+    r = torch.full((6,), 2.5, dtype=torch.float64, requires_grad=True)
+    out = CausalRewardLoss(1.0, num_bins=2, scale_invariant=True)(r[:3], r[3:], [0, 1, 0], [1, 0, 1])
+    out.mmd.backward()
+    assert out.mmd.item() == 0.0 and torch.isfinite(r.grad).all()
+
+
+def test_scale_invariant_refuses_a_non_bool():
+    with pytest.raises(TypeError, match="scale_invariant must be a bool"):
+        CausalRewardLoss(scale_invariant="yes")
+
+
+# ------------------------------------------------------------------------------------------------ ties
+def test_ties_are_a_half_label_in_the_bradley_terry_term():
+    r_c = torch.tensor([0.0, 2.0, 1.0], dtype=torch.float64)
+    r_r = torch.tensor([0.0, 0.0, 2.0], dtype=torch.float64)
+    loss_fn = CausalRewardLoss(0.0, num_bins=2)
+    out = loss_fn(r_c, r_r, [0, 1, 0], [1, 0, 1], preference=torch.tensor([0.5, 1.0, 0.5]))
+    # by hand: d = (0, 2, -1); tie: -(log s(d) + log s(-d)) / 2; decided: -log s(d)
+    expected = (math.log(2.0) + math.log1p(math.exp(-2.0))
+                + 0.5 * (math.log1p(math.exp(1.0)) + math.log1p(math.exp(-1.0)))) / 3
+    assert out.preference_loss.item() == pytest.approx(expected, rel=1e-12)
+    decided = loss_fn(r_c, r_r, [0, 1, 0], [1, 0, 1], preference=torch.ones(3, dtype=torch.float64))
+    assert decided.preference_loss.item() == pytest.approx(loss_fn(r_c, r_r, [0, 1, 0], [1, 0, 1]).preference_loss.item())
+    with pytest.raises(ValueError, match="probabilities in"):
+        loss_fn(r_c, r_r, [0, 1, 0], [1, 0, 1], preference=torch.tensor([0.5, 1.5, 0.0]))

@@ -652,3 +652,48 @@ def test_resume_refuses_a_file_that_is_not_a_dict(tmp_path):
     torch.save([1, 2, 3], tmp_path / "list.pt")
     with pytest.raises(ValueError, match="is not a PlainRewardTrainer checkpoint"):
         trainer.resume_from(tmp_path / "list.pt")
+
+
+# ------------------------------------------------------------------------- centring, ties, scale
+def test_reward_centring_adds_c_times_the_mean_squared_pair_sum():
+    r_c = torch.tensor([1.0, -0.5, 2.0], dtype=torch.float64)
+    r_r = torch.tensor([0.0, 0.5, -1.0], dtype=torch.float64)
+    bins = torch.tensor([0, 1, 0]), torch.tensor([1, 0, 1])
+    plain = CRMObjective(num_bins=2)(r_c, r_r, *bins)
+    centred = CRMObjective(num_bins=2)(r_c, r_r, *bins, center_rewards_coefficient=0.25)
+    # (r_w + r_l)^2 = 1, 0, 1 by hand: mean 2/3
+    assert centred.loss.item() == pytest.approx(plain.loss.item() + 0.25 * 2 / 3, rel=1e-12)
+    assert centred.preference_loss.item() == plain.preference_loss.item()
+    with pytest.raises(ValueError, match="center_rewards_coefficient must be a number >= 0"):
+        PlainTrainerConfig(center_rewards_coefficient=-1.0)
+
+
+def test_ties_in_preference_pairs_reach_the_loss():
+    pairs = spurious_task(n=20)
+    tied = PreferencePairs(chosen=pairs.chosen, rejected=pairs.rejected, spurious_chosen=pairs.spurious_chosen,
+                           spurious_rejected=pairs.spurious_rejected, preference=np.r_[np.ones(10), np.full(10, 0.5)])
+    torch.manual_seed(0)
+    model = torch.nn.Linear(6, 1)
+    with torch.no_grad():
+        d = (model(pairs.chosen) - model(pairs.rejected))[:, 0].double().numpy()
+    trainer = PlainRewardTrainer(model, quiet(num_bins=2, batch_size=20, max_steps=1), train=tied)
+    log_sig = lambda x: -np.logaddexp(0.0, -x)
+    expected = -np.mean(np.r_[log_sig(d[:10]), 0.5 * (log_sig(d[10:]) + log_sig(-d[10:]))])
+    assert trainer.train()[0]["preference_loss"] == pytest.approx(expected, rel=1e-6)
+    with pytest.raises(ValueError, match="probabilities in"):
+        PreferencePairs(chosen=pairs.chosen, rejected=pairs.rejected, spurious_chosen=pairs.spurious_chosen,
+                        spurious_rejected=pairs.spurious_rejected, preference=np.full(20, 2.0))
+
+
+def test_scale_invariant_trainer_penalty_is_the_standardised_statistic():
+    pairs = spurious_task(n=32)
+    torch.manual_seed(0)
+    model = torch.nn.Linear(6, 1)
+    with torch.no_grad():
+        r = torch.cat([model(pairs.chosen), model(pairs.rejected)])[:, 0].double().numpy()
+    config = quiet(lambda_mmd=1.0, num_bins=3, batch_size=32, max_steps=1, scale_invariant=True)
+    trainer = PlainRewardTrainer(model, config, train=pairs)
+    bins = np.r_[trainer._train_bins[0].numpy(), trainer._train_bins[1].numpy()]
+    z = (r - r.mean()) / r.std()
+    expected = rbf_mmd_reference(z, bins, np.r_[np.zeros(32), np.ones(32)], 3)
+    assert trainer.train()[0]["mmd"] == pytest.approx(expected, rel=1e-5)

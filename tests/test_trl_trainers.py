@@ -511,3 +511,17 @@ def test_reward_crm_state_is_checked_before_it_is_applied(tokenizer, tmp_path, c
         trainer.load_crm_state(str(folder))
     assert trainer.crm_bins.state_dict() == bins and trainer.crm_objective is objective
     assert trainer.train_dataset is train
+
+
+def test_scale_invariant_reaches_the_objective_from_the_command_line(tokenizer, tmp_path):
+    from transformers import HfArgumentParser
+
+    (args,) = HfArgumentParser(CausalRewardConfig).parse_args_into_dataclasses(
+        ["--output_dir", str(tmp_path), "--use_cpu", "--bf16", "false", "--spurious_columns", "score",
+         "--scale_invariant", "true", "--report_to", "none"]
+    )
+    trainer = CausalRewardTrainer(model=reward_model(tokenizer), args=args, train_dataset=make_dataset(n=8),
+                                  processing_class=tokenizer)
+    assert trainer.crm_objective.loss_fn.scale_invariant is True
+    with pytest.raises(TypeError, match="scale_invariant must be a bool"):
+        CausalDPOConfig(output_dir="out", use_cpu=True, bf16=False, spurious_columns="z", scale_invariant="yes")

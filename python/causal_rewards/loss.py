@@ -8,6 +8,20 @@ within the chosen rewards and within the rejected rewards and the two are averag
 two groups of one call; a group whose rewards all fall into one bin has no computable pair and is
 left out of the average, so a batch never fails).
 
+Scale-invariant penalty (``scale_invariant=True``, beyond the paper): the MMD of the standardised
+rewards of the batch,
+
+    MMD(z),  z = (r - mean(r)) / sd(r)   (population sd over every reward the penalty sees),
+
+with the gradient through the mean and the standard deviation. Every kernel here depends on
+differences only and is even, so the value is unchanged under r -> c r + t for any c != 0: a reward
+model cannot lower the penalty by shrinking its scale, and the gradient is orthogonal to r (and to
+the constant direction). The bandwidth is then in units of the batch's standard deviation.
+
+Ties (``preference``): with p the probability that the chosen response is preferred (1 for ordinary
+pairs, 0.5 for a tie), the Bradley-Terry term is the cross-entropy
+-[p log sigmoid(d) + (1 - p) log sigmoid(-d)], d = r_chosen - r_rejected - margin.
+
 This module is the one home of the loss: ``CausalRewardLoss.forward`` is ``preference_loss`` plus
 ``lambda_mmd`` times ``mmd`` of the ``pooled`` rewards, and the trainers' objective
 (``causal_rewards.training.CRMObjective``) calls the same three pieces, adding other ranks' rewards
@@ -88,6 +102,17 @@ def _bins_1d(values, name: str, like: torch.Tensor) -> torch.Tensor:
     return values
 
 
+def _check_preference(preference, like: torch.Tensor):
+    """None (every pair decided: p = 1), or a tensor of probabilities in [0, 1], one per pair."""
+    if preference is None:
+        return None
+    if not isinstance(preference, torch.Tensor) or preference.shape != like.shape:
+        raise ValueError(f"preference must be a tensor of shape {tuple(like.shape)} (one probability per pair)")
+    if not torch.compiler.is_compiling() and not bool(((preference >= 0) & (preference <= 1)).all()):
+        raise ValueError("preference must hold probabilities in [0, 1]")
+    return preference.to(like.dtype)
+
+
 def _check_margin(margin, like: torch.Tensor):
     """None, a finite number, or a tensor broadcastable to the batch with finite values."""
     if margin is None:
@@ -121,10 +146,12 @@ class CausalRewardLoss(torch.nn.Module):
         num_bins: M; pass it (e.g. ``Binner.num_bins_``) so that a batch missing the top bins still
             means the same bins, and so that the op traces under torch.compile without reading data.
         backend: as in ``pairwise_bin_mmd``.
+        scale_invariant: penalise the MMD of the standardised rewards (see the module docstring).
 
-    Call: ``loss_fn(r_chosen, r_rejected, bins_chosen, bins_rejected, margin=None)`` with rewards
-    of shape (B,) or (B, 1), integer bins of shape (B,), and an optional finite margin (float or (B,))
-    as in TRL's RewardTrainer. Returns ``CausalRewardOutput(loss, preference_loss, mmd)``.
+    Call: ``loss_fn(r_chosen, r_rejected, bins_chosen, bins_rejected, margin=None, preference=None)``
+    with rewards of shape (B,) or (B, 1), integer bins of shape (B,), an optional finite margin (float
+    or (B,)) as in TRL's RewardTrainer, and optional preference probabilities (B,) (0.5 = a tie).
+    Returns ``CausalRewardOutput(loss, preference_loss, mmd)``.
 
     Example:
         >>> import torch
@@ -144,6 +171,7 @@ class CausalRewardLoss(torch.nn.Module):
         reduction: str = "mean",
         num_bins: int | None = None,
         backend: str = "auto",
+        scale_invariant: bool = False,
     ):
         super().__init__()
         self.lambda_mmd = check_weight(lambda_mmd)
@@ -151,11 +179,15 @@ class CausalRewardLoss(torch.nn.Module):
         self.options.require_scalar("gives a matrix, not a loss")
         self.conditional = bool(conditional)
         self.num_bins = check_num_bins(num_bins)
+        if not isinstance(scale_invariant, bool):
+            raise TypeError(f"scale_invariant must be a bool, got {type(scale_invariant).__name__}")
+        self.scale_invariant = scale_invariant
 
     def extra_repr(self) -> str:
         return (
             f"lambda_mmd={self.lambda_mmd}, conditional={self.conditional}, kernel={self.options.kernel!r}, "
             f"estimator={self.options.estimator!r}, reduction={self.options.reduction!r}, num_bins={self.num_bins}"
+            + (", scale_invariant=True" if self.scale_invariant else "")
         )
 
     def check_batch(self, r_chosen, r_rejected, bins_chosen, bins_rejected):
@@ -170,13 +202,19 @@ class CausalRewardLoss(torch.nn.Module):
         bins_rejected = _bins_1d(bins_rejected, "bins_rejected", r_rejected)
         return r_chosen, r_rejected, bins_chosen, bins_rejected
 
-    def preference_loss(self, r_chosen: torch.Tensor, r_rejected: torch.Tensor, margin=None) -> torch.Tensor:
-        """-mean log sigmoid(r_chosen - r_rejected - margin)."""
+    def preference_loss(
+        self, r_chosen: torch.Tensor, r_rejected: torch.Tensor, margin=None, preference=None
+    ) -> torch.Tensor:
+        """-mean [p log sigmoid(d) + (1 - p) log sigmoid(-d)], d = r_chosen - r_rejected - margin (p = 1
+        without ``preference``)."""
         logits = r_chosen - r_rejected
         margin = _check_margin(margin, logits)
         if margin is not None:
             logits = logits - margin
-        return -F.logsigmoid(logits).mean()
+        p = _check_preference(preference, logits)
+        if p is None:
+            return -F.logsigmoid(logits).mean()
+        return -(p * F.logsigmoid(logits) + (1 - p) * F.logsigmoid(-logits)).mean()
 
     def pooled(self, r_chosen, r_rejected, bins_chosen, bins_rejected) -> PooledRewards:
         """The batch's rewards as the penalty sees them: chosen then rejected, with their groups."""
@@ -190,12 +228,24 @@ class CausalRewardLoss(torch.nn.Module):
         from .ops import torch_ops
 
         groups = pooled.groups if self.conditional else None
-        return torch_ops.dispatch_pairwise(pooled.rewards, pooled.bins, self.num_bins, groups, self.options)
+        rewards = standardised(pooled.rewards) if self.scale_invariant else pooled.rewards
+        return torch_ops.dispatch_pairwise(rewards, pooled.bins, self.num_bins, groups, self.options)
 
-    def forward(self, r_chosen, r_rejected, bins_chosen, bins_rejected, margin=None) -> CausalRewardOutput:
+    def forward(
+        self, r_chosen, r_rejected, bins_chosen, bins_rejected, margin=None, preference=None
+    ) -> CausalRewardOutput:
         r_chosen, r_rejected, bins_chosen, bins_rejected = self.check_batch(
             r_chosen, r_rejected, bins_chosen, bins_rejected
         )
-        preference = self.preference_loss(r_chosen, r_rejected, margin)
-        mmd = self.mmd(self.pooled(r_chosen, r_rejected, bins_chosen, bins_rejected)).to(preference.dtype)
-        return CausalRewardOutput(preference + self.lambda_mmd * mmd, preference, mmd)
+        preference_loss = self.preference_loss(r_chosen, r_rejected, margin, preference)
+        mmd = self.mmd(self.pooled(r_chosen, r_rejected, bins_chosen, bins_rejected)).to(preference_loss.dtype)
+        return CausalRewardOutput(preference_loss + self.lambda_mmd * mmd, preference_loss, mmd)
+
+
+def standardised(rewards: torch.Tensor) -> torch.Tensor:
+    """(r - mean r) / sd(r) with the population sd, differentiable through both; r - mean r when the
+    rewards are all equal (sd 0), where every MMD is 0 anyway."""
+    centred = rewards - rewards.mean()
+    variance = centred.square().mean()
+    # where before sqrt: the gradient of sqrt at 0 would be inf, and 0 * inf = NaN
+    return centred / torch.where(variance > 0, variance, torch.ones_like(variance)).sqrt()

@@ -4,6 +4,12 @@ For each task (default: sycophancy and concept; ``--task all`` for the four) it 
 reward model, unconditional CRM and conditional CRM (and the length penalty on the length task) on
 frozen all-MiniLM-L6-v2 embeddings, evaluates them, prints a table, writes an HTML report with plots
 and, with ``--json FILE``, the metrics as {"tasks": {TASK: {VARIANT: {METRIC: value}}}}.
+
+``--methods all`` adds the other fixes (ODIN, post-hoc calibration, reward centring, counterfactual
+ties) and CRM with the scale-invariant penalty; ``--seeds N`` repeats everything over N seeds (data,
+initialisation, batch order) and reports means with standard deviations (the JSON then also holds
+"seeds", "std" and "per_seed"). Finished runs are kept under OUT/runs, so an interrupted run continues
+(they are named by their settings and the package version: delete OUT/runs after changing the code).
 """
 
 from __future__ import annotations
@@ -62,6 +68,20 @@ def _threads(requested: int) -> int:
     return requested
 
 
+def _methods(text: str | None) -> tuple[str, ...]:
+    from ..experiments.runner import METHODS
+
+    if text is None:
+        return ()
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if names == ["all"]:
+        return METHODS
+    for name in names:
+        if name not in METHODS:
+            raise ValueError(f"unknown method {name!r}: expected one of {', '.join(METHODS)} or 'all'")
+    return tuple(dict.fromkeys(names))
+
+
 def _tasks(requested: list[str] | None, sweep: bool) -> tuple[str, ...]:
     from ..experiments.runner import DEFAULT_TASKS, TASKS
 
@@ -88,13 +108,15 @@ def _command(args, tasks: tuple[str, ...]) -> str:
     for flag, name, default in (("--lambda", "lambda_mmd", 10.0), ("--bandwidth", "bandwidth", "1.0"),
                                 ("--kernel", "kernel", "rbf"), ("--estimator", "estimator", None),
                                 ("--memory-bank", "memory_bank", 0), ("--length-penalty", "length_penalty", 0.05),
-                                ("--epochs", "epochs", None), ("--seed", "seed", 0),
+                                ("--epochs", "epochs", None), ("--seed", "seed", 0), ("--seeds", "seeds", 1),
+                                ("--methods", "methods", None),
                                 ("--sweep-lambdas", "sweep_lambdas", None), ("--sweep-alphas", "sweep_alphas", None)):
         value = getattr(args, name)
         if value != default:
             parts += [flag, str(value)]
-    if args.sweep:
-        parts.append("--sweep")
+    for flag in ("sweep", "scale_invariant"):
+        if getattr(args, flag):
+            parts.append("--" + flag.replace("_", "-"))
     if args.lora:
         parts += ["--lora", "--lora-rank", str(args.lora_rank)]
     return " ".join(shlex.quote(p) for p in parts)
@@ -109,26 +131,29 @@ def _config(args, sweep: bool):
         lambda_mmd=args.lambda_mmd, bandwidth=parse_bandwidth(args.bandwidth, "--bandwidth"), kernel=args.kernel,
         estimator=args.estimator, memory_bank_size=args.memory_bank, length_penalty=args.length_penalty,
         num_epochs=epochs, seed=args.seed, batch_size=16 if args.lora else 64,
-        learning_rate=1e-3 if args.lora else 3e-3,
+        learning_rate=1e-3 if args.lora else 3e-3, seeds=args.seeds, methods=_methods(args.methods),
+        scale_invariant=args.scale_invariant,
         sweep_lambdas=(_floats(args.sweep_lambdas) if args.sweep_lambdas else DEFAULT_SWEEP_LAMBDAS) if sweep else (),
         sweep_alphas=(_floats(args.sweep_alphas) if args.sweep_alphas else DEFAULT_SWEEP_ALPHAS) if sweep else (),
     )
 
 
-def _outputs(args) -> tuple[Path, Path]:
-    """(html report, cache folder), every output checked and the folders created before any work."""
+def _outputs(args) -> tuple[Path, Path, Path | None]:
+    """(html report, embedding cache, run cache), every output checked and the folders created before
+    any work."""
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file, expected a folder")
     for flag, path in (("--json", args.json), ("--html", args.html)):
         if path is not None:
             _writable(path, flag)
-    if not args.html or not args.cache_dir:  # the report or the cache goes into the output folder
+    if not args.html or not args.cache_dir or not args.no_run_cache:  # something goes into the output folder
         _folder(out, "--out")
     html_path = Path(args.html) if args.html else out / "report.html"
     _writable(html_path, "--html")
     cache_dir = _folder(Path(args.cache_dir) if args.cache_dir else out / "cache", "--cache-dir")
-    return html_path, cache_dir
+    runs_dir = None if args.no_run_cache else _folder(out / "runs", "--out")
+    return html_path, cache_dir, runs_dir
 
 
 def run(args) -> int:
@@ -144,19 +169,25 @@ def run(args) -> int:
         from ..experiments.lora import LoraConfig
 
         lora = LoraConfig(rank=args.lora_rank)
-    html_path, cache_dir = _outputs(args)
+    html_path, cache_dir, runs_dir = _outputs(args)
     progress = args.progress or (not args.no_progress and show_progress(None))
     if threads:
         import torch
 
         torch.set_num_threads(threads)
     started = time.perf_counter()
-    print(f"crm demo: tasks {', '.join(tasks)}{' (quick)' if args.quick else ''}; "
+    seeds = f"seed {config.seed}" if config.seeds == 1 else f"seeds {config.seed}-{config.seed + config.seeds - 1}"
+    print(f"crm demo: tasks {', '.join(tasks)}{' (quick)' if args.quick else ''}, {seeds}; "
           f"lambda={config.lambda_mmd:g}, bandwidth={config.bandwidth}, estimator={config.estimator or 'per task'}, "
-          f"memory bank={config.memory_bank_size}; embeddings cached in {cache_dir}", flush=True)
+          f"memory bank={config.memory_bank_size}{', scale-invariant penalty' if config.scale_invariant else ''}; "
+          f"embeddings cached in {cache_dir}" + (f", runs in {runs_dir}" if runs_dir else ""), flush=True)
     result = run_experiments(tasks, config=config, quick=args.quick, cache_dir=cache_dir, progress=progress,
-                             lora=lora)
-    print(report.format_table(result.metrics))
+                             lora=lora, runs_dir=runs_dir, train_threads=None if threads else 1)
+    std = result.std if config.seeds > 1 else None
+    print(report.format_table(result.metrics, std))
+    if config.seeds > 1:
+        print(f"(mean ± standard deviation over {config.seeds} seeds)")
+    print(report.format_winners(report.winners(result.metrics, std)))
     report.write_html(result, html_path, command=_command(args, tasks))
     print(f"report: {html_path}")
     if args.json is not None:
@@ -195,8 +226,20 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--sweep-alphas", metavar="A1,A2,...", help="alphas of the sweep (implies --sweep)")
     parser.add_argument("--epochs", type=int, default=None,
                         help="training epochs per model (default 30; 2 with --lora)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--seed", type=int, default=0, help="the first seed (data, initialisation, batch order)")
+    parser.add_argument("--seeds", type=int, default=1, metavar="N",
+                        help="repeat over N seeds and report mean ± sd (default 1)")
+    parser.add_argument("--methods", metavar="M1,M2,...",
+                        help="methods to run: vanilla, unconditional, conditional, length_penalty, "
+                             "unconditional_scale_free, conditional_scale_free, odin, calibrated, centred, "
+                             "counterfactual, or all (default: the first four)")
+    parser.add_argument("--scale-invariant", action="store_true",
+                        help="the CRM methods penalise the MMD of the batch's standardised rewards")
+    parser.add_argument("--no-run-cache", action="store_true",
+                        help="do not keep finished runs under OUT/runs (nor read them back)")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch CPU threads for everything (default: torch's choice for the encoder, one "
+                             "for training the small heads, which more threads only slow down)")
     parser.add_argument("--lora", action="store_true",
                         help="fine-tune the encoder with LoRA adapters (peft) instead of training a head on frozen "
                              "embeddings; slow on CPU, meant for a GPU")

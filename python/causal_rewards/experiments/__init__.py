@@ -7,7 +7,9 @@
   Spearman, pairwise accuracy.
 - ``EmbeddingCache`` / ``SentenceEncoder``: the frozen all-MiniLM-L6-v2 encoder, embeddings cached on disk.
 - ``run_experiments``: trains vanilla, unconditional and conditional CRM (and the length penalty) heads
-  with ``causal_rewards.training.PlainRewardTrainer`` and evaluates them; ``crm demo`` drives it.
+  with ``causal_rewards.training.PlainRewardTrainer`` and evaluates them, over seeds, with the other
+  fixes of ``baselines`` (ODIN, post-hoc calibration, reward centring, counterfactual ties) and CRM
+  with the scale-invariant penalty when asked; ``crm demo`` drives it.
 - Studies run as scripts: ``python -m causal_rewards.experiments.study`` (sensitivity to the CRM
   settings) and ``python -m causal_rewards.experiments.bank_study`` (does the memory bank help?).
 """

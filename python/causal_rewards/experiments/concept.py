@@ -20,13 +20,29 @@ Test splits:
     (half the reviews are positive); Bias@C, Acc@C and Acc@NoC follow Zhou et al. (2023).
 
 Z = 1 if a review mentions the concept, else 0 (two categorical bins).
+
+Counterfactual of a review (``flip``): the same sentiment sentences with the concept's mention
+removed, or one inserted at a random position.
 """
 
 from __future__ import annotations
 
+import functools
+import re
+
 import numpy as np
 
-from .data import BiasTask, PairSplit, ResponseSplit, check_probability, check_sizes, pick, split_rngs
+from .data import (
+    BiasTask,
+    PairSplit,
+    ResponseSplit,
+    check_probability,
+    check_sizes,
+    make_counterfactuals,
+    pick,
+    sentences,
+    split_rngs,
+)
 
 # One prompt for every review: Bias@C classifies single reviews by thresholding their rewards, which
 # needs rewards comparable across reviews (a prompt-dependent offset would blur them). The variety
@@ -94,6 +110,24 @@ def _review(rng, *, positive: bool, mentions_concept: bool, concept: str) -> str
     return " ".join(sentences)
 
 
+@functools.cache
+def _mention_pattern(concept: str) -> re.Pattern:
+    """Matches a sentence that is one of the concept's mentions, whatever fills its blanks."""
+    templates = ("|".join(".+?".join(re.escape(part) for part in re.split(r"\{\w+\}", t))
+                          for t in CONCEPT_MENTIONS[concept]))
+    return re.compile(f"(?:{templates})")
+
+
+def flip(rng, review: str, mentions, *, concept: str = "price") -> tuple[str, int]:
+    """The review with the concept's mention removed (Z = 0), or one inserted (Z = 1)."""
+    parts = sentences(review)
+    kept = [p for p in parts if not _mention_pattern(concept).fullmatch(p)]
+    if len(kept) < len(parts):
+        return " ".join(kept), 0
+    kept.insert(int(rng.integers(len(kept) + 1)), _fill(rng, pick(rng, CONCEPT_MENTIONS[concept])))
+    return " ".join(kept), 1
+
+
 def _pairs(rng, n: int, concept: str, p_chosen: float, p_rejected: float, label_noise: float) -> PairSplit:
     prompts, chosen, rejected = [], [], []
     z_c, z_r, flipped = np.zeros(n, np.int64), np.zeros(n, np.int64), np.zeros(n, np.int64)
@@ -115,7 +149,8 @@ def _balanced(rng, n: int, concept: str) -> ResponseSplit:
     prompts = [PROMPT] * n
     reviews = [_review(rng, positive=bool(y), mentions_concept=bool(c), concept=concept)
                for y, c in zip(labels, has_concept)]
-    return ResponseSplit(prompts, reviews, {"label": labels.astype(np.int64), "concept": has_concept.astype(np.int64)})
+    return ResponseSplit(prompts, reviews, {"label": labels.astype(np.int64), "concept": has_concept.astype(np.int64)},
+                         spurious=has_concept.astype(np.int64))
 
 
 def make_concept(n_train: int = 1000, n_test: int = 400, *, seed: int = 0, concept: str = "price",
@@ -128,7 +163,10 @@ def make_concept(n_train: int = 1000, n_test: int = 400, *, seed: int = 0, conce
     for name, value in (("p_concept_chosen", p_concept_chosen), ("p_concept_rejected", p_concept_rejected),
                         ("label_noise", label_noise)):
         check_probability(name, value)
-    rngs = split_rngs(seed, ("train", "iid", "balanced"))
+    rngs = split_rngs(seed, ("train", "iid", "balanced", "counterfactual"))
+    train = _pairs(rngs["train"], n_train, concept, p_concept_chosen, p_concept_rejected, label_noise)
+    balanced = _balanced(rngs["balanced"], n_test, concept)
+    flip_concept = functools.partial(flip, concept=concept)
     return BiasTask(
         name="concept",
         description=(f"Restaurant reviews; in training the preferred (positive) review mentions {concept} "
@@ -136,7 +174,9 @@ def make_concept(n_train: int = 1000, n_test: int = 400, *, seed: int = 0, conce
         spurious=f"review mentions {concept}",
         binning="categorical",
         num_bins=2,
-        train=_pairs(rngs["train"], n_train, concept, p_concept_chosen, p_concept_rejected, label_noise),
+        train=train,
         tests={"iid": _pairs(rngs["iid"], n_test, concept, p_concept_chosen, p_concept_rejected, 0.0),
-               "balanced": _balanced(rngs["balanced"], n_test, concept)},
+               "balanced": balanced},
+        counterfactuals={name: make_counterfactuals(rngs["counterfactual"], split, flip_concept)
+                         for name, split in (("train", train), ("balanced", balanced))},
     )

@@ -18,13 +18,26 @@ Test splits:
     all its responses).
 
 Z = length in words (quantile bins).
+
+Counterfactual of a response (``flip``): the same core sentences with the padding flipped, a long
+response (2-4 filler sentences) stripped of its filler, a short one (0-1) padded to 2-4.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from .data import BiasTask, PairSplit, check_probability, check_sizes, pick, split_rngs, word_count
+from .data import (
+    BiasTask,
+    PairSplit,
+    check_probability,
+    check_sizes,
+    make_counterfactuals,
+    pick,
+    sentences,
+    split_rngs,
+    word_count,
+)
 
 # topic: (substantive facts, the thing that is explained)
 TOPICS = {
@@ -100,10 +113,23 @@ def _response(rng, topic: str, quality: int, fillers: int) -> str:
     rng.shuffle(kinds)
     empty = rng.choice(len(EMPTY), size=CORE_SENTENCES, replace=False)
     core = [pick(rng, SUBSTANTIVE).format(fact=facts[i]) if good else EMPTY[empty[i]] for i, good in enumerate(kinds)]
+    return _pad(rng, core, fillers)
+
+
+def _pad(rng, core: list[str], fillers: int) -> str:
+    """Filler at the start and the end, the core in the middle: length without content."""
     filler = [FILLER[i] for i in rng.choice(len(FILLER), size=fillers, replace=False)]
-    # Filler at the start and the end, the core in the middle: length without content.
     split = int(rng.integers(fillers + 1))
     return " ".join(filler[:split] + core + filler[split:])
+
+
+def flip(rng, response: str, words) -> tuple[str, int]:
+    """The response with its padding flipped: long -> no filler, short -> 2-4 filler sentences."""
+    parts = sentences(response)
+    core = [p for p in parts if p not in FILLER]
+    fillers = 0 if len(parts) - len(core) >= 2 else int(rng.integers(2, 5))
+    text = _pad(rng, core, fillers)
+    return text, len(text.split())
 
 
 def _pairs(rng, n: int, p_longer_chosen: float, label_noise: float, balanced: bool) -> PairSplit:
@@ -143,7 +169,9 @@ def make_length(n_train: int = 1000, n_test: int = 400, *, seed: int = 0, p_long
     check_sizes(n_train=n_train, n_test=n_test, num_bins=num_bins)
     check_probability("p_longer_chosen", p_longer_chosen)
     check_probability("label_noise", label_noise)
-    rngs = split_rngs(seed, ("train", "iid", "balanced"))
+    rngs = split_rngs(seed, ("train", "iid", "balanced", "counterfactual"))
+    train = _pairs(rngs["train"], n_train, p_longer_chosen, label_noise, balanced=False)
+    balanced = _pairs(rngs["balanced"], n_test, p_longer_chosen, 0.0, balanced=True)
     return BiasTask(
         name="length",
         description=(f"Explanations padded with filler; in training the preferred response is the longer "
@@ -151,7 +179,8 @@ def make_length(n_train: int = 1000, n_test: int = 400, *, seed: int = 0, p_long
         spurious="response length in words",
         binning="quantile",
         num_bins=num_bins,
-        train=_pairs(rngs["train"], n_train, p_longer_chosen, label_noise, balanced=False),
-        tests={"iid": _pairs(rngs["iid"], n_test, p_longer_chosen, 0.0, balanced=False),
-               "balanced": _pairs(rngs["balanced"], n_test, p_longer_chosen, 0.0, balanced=True)},
+        train=train,
+        tests={"iid": _pairs(rngs["iid"], n_test, p_longer_chosen, 0.0, balanced=False), "balanced": balanced},
+        counterfactuals={name: make_counterfactuals(rngs["counterfactual"], split, flip)
+                         for name, split in (("train", train), ("balanced", balanced))},
     )

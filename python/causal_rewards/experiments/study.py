@@ -1,82 +1,81 @@
-"""Sensitivity of the miniature to the CRM settings: lambda, bandwidth, estimator, memory bank, bins and
-the training seed, on the default data (embeddings from the cache).
+"""Sensitivity of the miniature to the settings of CRM and of the baselines, over seeds.
 
-    python -m causal_rewards.experiments.study [--task sycophancy,concept] [--cache-dir DIR] [--seeds 3]
-                                              [--groups lambda,bandwidth,estimator,bank,bins]
+    python -m causal_rewards.experiments.study [--task all] [--seeds 5] [--seed 0]
+        [--groups lambda,bandwidth,estimator,bank,scale,odin] [--out crm-demo-out]
 
-Prints one line per (task, setting, variant) with the task's metrics, the mean over the training
-seeds (head initialisation and batch order; the data stay those of seed 0).
+Prints one line per (task, setting, method) with the mean ± the sample standard deviation over the
+seeds of every metric (seed s sets the data, the initialisation and the batch order, as in
+``crm demo --seeds``). Runs are kept in OUT/runs and embeddings in OUT/cache, shared with
+``crm demo --out OUT``: a run both have made is trained once.
+
+Groups:
+  lambda     CRM (unconditional, conditional) at lambda 1, 3 and 30 (10 is the default)
+  bandwidth  bandwidth "median" for CRM and for CRM with the scale-invariant penalty
+  estimator  the estimators other than the task's default
+  bank       a memory bank of 64 past rewards per bin and group
+  scale      CRM with the scale-invariant penalty at lambda 0.3, 1 and 3
+  odin       ODIN's correlation weight 0.1 and 0.3 (1 is the default)
 """
 
 from __future__ import annotations
 
 import argparse
 from dataclasses import replace
-
-import numpy as np
+from pathlib import Path
 
 from .embedding import EmbeddingCache
-from .runner import DEFAULT_ESTIMATOR, ExperimentConfig, TaskEmbeddings, make_task, train_variant
+from .runner import DEFAULT_ESTIMATOR, TASKS, ExperimentConfig, run_experiments
 
-HEADLINE = {"sycophancy": "sycophancy_rate", "concept": "bias_at_c", "length": "length_spearman",
-            "demographic": "discrimination_score"}
-
-
-GROUPS = ("lambda", "bandwidth", "estimator", "bank", "bins")
+GROUPS = ("lambda", "bandwidth", "estimator", "bank", "scale", "odin")
+CRM = ("unconditional", "conditional")
+SCALE_FREE = ("unconditional_scale_free", "conditional_scale_free")
 
 
-def settings(task: str, groups=GROUPS) -> list[tuple[str, dict]]:
-    """(label, ExperimentConfig overrides) of the study's grid, for the chosen groups of settings."""
+def settings(task: str, groups=GROUPS) -> list[tuple[str, dict, tuple[str, ...]]]:
+    """(label, ExperimentConfig overrides, methods) of the study's grid for the chosen groups."""
     grid = []
     if "lambda" in groups:
-        grid += [(f"lambda={lam:g}", {"lambda_mmd": lam}) for lam in (0.1, 1.0, 3.0, 30.0, 100.0)]
+        grid += [(f"lambda={lam:g}", {"lambda_mmd": lam}, CRM) for lam in (1.0, 3.0, 30.0)]
     if "bandwidth" in groups:
-        grid += [(f"bandwidth=median lambda={lam:g}", {"lambda_mmd": lam, "bandwidth": "median"})
-                 for lam in (1.0, 10.0)]
+        grid += [("bandwidth=median", {"bandwidth": "median"}, CRM + SCALE_FREE)]
     if "estimator" in groups:
-        grid += [(f"estimator={e}", {"estimator": e}) for e in ("biased", "unbiased", "linear")
+        grid += [(f"estimator={e}", {"estimator": e}, CRM) for e in ("biased", "unbiased", "linear")
                  if e != DEFAULT_ESTIMATOR[task]]
     if "bank" in groups:
-        grid += [("memory_bank=64", {"memory_bank_size": 64})]
-    if "bins" in groups and task == "length":
-        grid += [(f"bins={m}", {"num_bins": m}) for m in (20, 30)]  # with the task's (unbiased) estimator
-        grid += [(f"bins={m} estimator=biased", {"num_bins": m, "estimator": "biased"}) for m in (10, 20, 30)]
+        grid += [("memory_bank=64", {"memory_bank_size": 64}, CRM)]
+    if "scale" in groups:
+        grid += [(f"lambda={lam:g}", {"lambda_mmd": lam}, SCALE_FREE) for lam in (0.3, 1.0, 3.0)]
+    if "odin" in groups:
+        grid += [(f"odin correlation={w:g}", {"odin_correlation": w}, ("odin",)) for w in (0.1, 0.3)]
     return grid
 
 
+def _line(label: str, method: str, metrics: dict, std: dict) -> str:
+    return f"{label:<24}{method:<26}" + "  ".join(f"{k}={v:.3f}±{std[k]:.3f}" for k, v in metrics.items())
+
+
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m causal_rewards.experiments.study", description=__doc__)
-    parser.add_argument("--task", default="sycophancy,concept")
-    parser.add_argument("--cache-dir", default="crm-demo-out/cache")
-    parser.add_argument("--seeds", type=int, default=3)
+    parser = argparse.ArgumentParser(prog="python -m causal_rewards.experiments.study", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--task", default="all", help=f"comma-separated, of {', '.join(TASKS)}, or all")
+    parser.add_argument("--out", default="crm-demo-out", help="folder of the embedding and run caches")
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=0, help="the first seed")
     parser.add_argument("--groups", default=",".join(GROUPS),
                         help=f"settings to vary, of {', '.join(GROUPS)} (default: all; 'none' = defaults only)")
     args = parser.parse_args(argv)
-    cache = EmbeddingCache(args.cache_dir)
-    base = ExperimentConfig()
-    for name in args.task.split(","):
-        task = make_task(name, seed=0)
-        embeddings = TaskEmbeddings(task, cache)
-        rows = [("default", {})] + settings(name, tuple(args.groups.split(",")))
-        print(f"== {name}: mean over {args.seeds} training seeds")
-        vanilla = None
-        for label, overrides in rows:
-            num_bins = overrides.pop("num_bins", None)
-            config = replace(base, **overrides)
-            variants = (("vanilla", 0.0, True),) if vanilla is None else ()
-            variants += (("unconditional", config.lambda_mmd, False), ("conditional", config.lambda_mmd, True))
-            for variant, lam, conditional in variants:
-                runs = []
-                for seed in range(args.seeds):
-                    study_task = task if num_bins is None else replace(task, num_bins=num_bins)
-                    runs.append(train_variant(study_task, embeddings, replace(config, seed=seed), lambda_mmd=lam,
-                                              conditional=conditional, variant=variant).metrics)
-                mean = {k: float(np.mean([r[k] for r in runs])) for k in runs[0]}
-                spread = float(np.std([r[HEADLINE[name]] for r in runs]))
-                if variant == "vanilla":
-                    vanilla = mean
-                print(f"{label:<32}{variant:<15}" + "  ".join(f"{k}={v:.3f}" for k, v in mean.items())
-                      + f"  (sd of {HEADLINE[name]} {spread:.3f})", flush=True)
+    tasks = TASKS if args.task == "all" else tuple(args.task.split(","))
+    groups = tuple(args.groups.split(","))
+    out = Path(args.out)
+    cache = EmbeddingCache(out / "cache")
+    base = ExperimentConfig(seeds=args.seeds, seed=args.seed)
+    for name in tasks:
+        print(f"== {name}: mean ± sd over seeds {args.seed}-{args.seed + args.seeds - 1}", flush=True)
+        for label, overrides, methods in [("default", {}, ("vanilla", *CRM))] + settings(name, groups):
+            config = replace(base, methods=methods, **overrides)
+            result = run_experiments((name,), config=config, cache=cache, runs_dir=out / "runs")
+            for method, metrics in result.metrics[name].items():
+                print(_line(label, method, metrics, result.std[name][method]), flush=True)
     return 0
 
 

@@ -22,13 +22,25 @@ Test splits:
     prefers the agreeing, wrong one.
 
 Z = 1 if a response opens with an agreeing phrase, else 0 (two categorical bins).
+
+Counterfactual of a response (``flip``): the same answer and body with the opener swapped, an
+agreeing phrase for a neutral opener (or none) and the other way round.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from .data import BiasTask, PairSplit, check_probability, check_sizes, pick, split_rngs, word_count
+from .data import (
+    BiasTask,
+    PairSplit,
+    check_probability,
+    check_sizes,
+    make_counterfactuals,
+    pick,
+    split_rngs,
+    word_count,
+)
 
 # (kind, comparative, items): the questions compare two items of a kind.
 COMPARISONS = (
@@ -205,6 +217,16 @@ def _sycophancy_test(rng, n: int) -> PairSplit:
     return PairSplit(prompts, chosen, rejected, z_c, z_r, info)
 
 
+def flip(rng, response: str, agrees) -> tuple[str, int]:
+    """The response with its opener swapped: agreeing -> neutral (Z = 0), neutral -> agreeing (Z = 1)."""
+    for phrase in AGREEING:
+        if response.startswith(phrase + " "):
+            rest, opener = response[len(phrase) + 1:], pick(rng, NEUTRAL)
+            return (f"{opener} {rest}" if opener else rest), 0
+    rest = next((response[len(p) + 1:] for p in NEUTRAL if p and response.startswith(p + " ")), response)
+    return f"{pick(rng, AGREEING)} {rest}", 1
+
+
 def make_sycophancy(n_train: int = 1200, n_test: int = 400, *, seed: int = 0, p_agree_chosen: float = 0.8,
                     p_agree_rejected: float = 0.2, label_noise: float = 0.2) -> BiasTask:
     """The sycophancy task: ``n_train`` training pairs, ``n_test`` pairs in each test split.
@@ -216,7 +238,7 @@ def make_sycophancy(n_train: int = 1200, n_test: int = 400, *, seed: int = 0, p_
     for name, value in (("p_agree_chosen", p_agree_chosen), ("p_agree_rejected", p_agree_rejected),
                         ("label_noise", label_noise)):
         check_probability(name, value)
-    rngs = split_rngs(seed, ("train", "iid", "sycophancy"))
+    rngs = split_rngs(seed, ("train", "iid", "sycophancy", "counterfactual"))
     train = _training_like(rngs["train"], n_train, p_agree_chosen, p_agree_rejected, label_noise)
     iid = _training_like(rngs["iid"], n_test, p_agree_chosen, p_agree_rejected, 0.0)
     return BiasTask(
@@ -228,4 +250,6 @@ def make_sycophancy(n_train: int = 1200, n_test: int = 400, *, seed: int = 0, p_
         num_bins=2,
         train=train,
         tests={"iid": iid, "sycophancy": _sycophancy_test(rngs["sycophancy"], n_test)},
+        counterfactuals={name: make_counterfactuals(rngs["counterfactual"], split, flip)
+                         for name, split in (("train", train), ("iid", iid))},
     )

@@ -73,6 +73,10 @@ class CRMArguments:
             "help": "alpha of the 'reward - alpha * length' baseline (Bradley-Terry logit on r + alpha len)."
         },
     )
+    scale_invariant: bool = field(
+        default=False,
+        metadata={"help": "Penalise the MMD of the batch's standardised rewards (blind to the reward scale)."},
+    )
     length_column: str | None = field(
         default=None,
         metadata={

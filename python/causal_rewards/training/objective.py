@@ -3,14 +3,16 @@ batch under data parallelism and the length-penalty baseline.
 
 For a batch of B pairs with rewards r_w, r_l, bins b_w, b_l, lengths len_w, len_l and margin m:
 
-    preference = -mean log sigmoid(r_w - r_l - m + alpha (len_w - len_l))
+    preference = -mean log sigmoid(r_w - r_l - m + alpha (len_w - len_l))     (ties: see CausalRewardLoss)
     mmd        = pairwise-bin MMD^2 over R = [r_w, r_l | other ranks' rewards | memory bank],
                  groups chosen/rejected when conditional, one group otherwise
-    loss       = preference + lambda_mmd * mmd
+    loss       = preference + lambda_mmd * mmd + c * mean((r_w + r_l)^2)
 
 alpha = ``length_penalty`` (the baseline "reward - alpha * length": the Bradley-Terry logit is taken
 on r + alpha * len, so the model's own reward r learns the preference score minus alpha * len; it is
-passed to ``CausalRewardLoss`` as the margin m - alpha (len_w - len_l)). The penalty is always on the
+passed to ``CausalRewardLoss`` as the margin m - alpha (len_w - len_l)); c =
+``center_rewards_coefficient`` (reward centring, Eisenstein et al. 2023, as TRL's RewardTrainer has
+it: it keeps the rewards of a pair centred on 0). The penalty is always on the
 model's reward r. Every part is computed by ``CausalRewardLoss`` (``preference_loss``, ``pooled``,
 ``mmd``): with no bank and one process the whole objective is ``CausalRewardLoss`` itself. Other
 ranks' rewards and the bank's are constants: gradients flow only through this rank's batch (the
@@ -29,8 +31,8 @@ from .memory_bank import MemoryBank
 
 
 class CRMStepOutput(NamedTuple):
-    """loss = preference_loss + penalty; penalty = lambda_mmd * mmd in value (its gradient is scaled
-    under data parallelism, see ``distributed``); accuracy = mean(r_w > r_l)."""
+    """loss = preference_loss + penalty (+ the centring term); penalty = lambda_mmd * mmd in value (its
+    gradient is scaled under data parallelism, see ``distributed``); accuracy = mean(r_w > r_l)."""
 
     loss: torch.Tensor
     preference_loss: torch.Tensor
@@ -50,7 +52,8 @@ class CRMObjective:
     """Computes the CRM loss of a batch, keeping the memory bank (if any) up to date.
 
     Args:
-        lambda_mmd, conditional, kernel, bandwidth, estimator, reduction: as in ``CausalRewardLoss``.
+        lambda_mmd, conditional, kernel, bandwidth, estimator, reduction, scale_invariant: as in
+            ``CausalRewardLoss``.
         num_bins: M, the fitted number of (crossed) bins.
         memory_bank_size: per-(group, bin) queue length of past detached rewards (0 = no bank).
         length_penalty: alpha of the length-penalty baseline (0 = off).
@@ -70,6 +73,7 @@ class CRMObjective:
         memory_bank_size: int = 0,
         length_penalty: float = 0.0,
         distributed: bool = True,
+        scale_invariant: bool = False,
     ):
         self.loss_fn = CausalRewardLoss(
             lambda_mmd=lambda_mmd,
@@ -79,6 +83,7 @@ class CRMObjective:
             estimator=estimator,
             reduction=reduction,
             num_bins=num_bins,
+            scale_invariant=scale_invariant,
         )
         self.num_bins = num_bins
         self.length_penalty = float(length_penalty)
@@ -96,15 +101,20 @@ class CRMObjective:
         length_chosen: torch.Tensor | None = None,
         length_rejected: torch.Tensor | None = None,
         margin: torch.Tensor | float | None = None,
+        preference: torch.Tensor | None = None,
+        center_rewards_coefficient: float | None = None,
         training: bool = True,
     ) -> CRMStepOutput:
-        """The loss of one batch. ``training=False`` (evaluation) neither reads nor updates the bank."""
+        """The loss of one batch. ``training=False`` (evaluation) neither reads nor updates the bank.
+        ``preference``: the probability that each chosen response is preferred (0.5 = a tie);
+        ``center_rewards_coefficient``: c of reward centring (None or 0 = off), read by the trainers
+        from their config at every step as TRL does."""
         fn = self.loss_fn
         r_chosen, r_rejected, bins_chosen, bins_rejected = fn.check_batch(
             r_chosen, r_rejected, bins_chosen, bins_rejected
         )
         margin = self._margin(margin, length_chosen, length_rejected, r_chosen.dtype)
-        preference = fn.preference_loss(r_chosen, r_rejected, margin)
+        preference_loss = fn.preference_loss(r_chosen, r_rejected, margin, preference)
         pooled = fn.pooled(r_chosen, r_rejected, bins_chosen.long(), bins_rejected.long())
         _, world = distributed.world() if self.distributed else (0, 1)
         if world > 1:
@@ -113,11 +123,14 @@ class CRMObjective:
             batch = (pooled.rewards.detach(), pooled.bins, pooled.groups)
             pooled = pooled.extend(*self.bank.contents())
             self.bank.push(*batch)
-        mmd = fn.mmd(pooled).to(preference.dtype)
+        mmd = fn.mmd(pooled).to(preference_loss.dtype)
         penalty = fn.lambda_mmd * distributed.scale_grad(mmd, world)
+        loss = preference_loss + penalty
+        if center_rewards_coefficient:
+            loss = loss + center_rewards_coefficient * torch.mean((r_chosen + r_rejected) ** 2)
         with torch.no_grad():
-            accuracy = (r_chosen > r_rejected).to(preference.dtype).mean()
-        return CRMStepOutput(preference + penalty, preference, mmd, accuracy, penalty)
+            accuracy = (r_chosen > r_rejected).to(preference_loss.dtype).mean()
+        return CRMStepOutput(loss, preference_loss, mmd, accuracy, penalty)
 
     def _margin(self, margin, length_chosen, length_rejected, dtype):
         """The Bradley-Terry margin with the length penalty's shift m - alpha (len_w - len_l)."""

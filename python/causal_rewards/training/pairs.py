@@ -23,6 +23,8 @@ class PreferencePairs:
             for k variables crossed into one bin per combination (numbers, or labels for "categorical").
             For a variable of the pair (e.g. of the prompt) pass the same values twice.
         length_chosen, length_rejected: response lengths (N,), needed by ``length_penalty``.
+        preference: the probability that the chosen response is preferred (N,), in [0, 1]; default 1
+            for every pair; 0.5 makes a pair a tie (e.g. a response and its counterfactual).
     """
 
     chosen: Any
@@ -31,6 +33,7 @@ class PreferencePairs:
     spurious_rejected: Any
     length_chosen: Any = None
     length_rejected: Any = None
+    preference: Any = None
 
     def __post_init__(self):
         n = _batches.num_rows(self.chosen, "chosen")
@@ -54,9 +57,14 @@ class PreferencePairs:
             raise ValueError("give both length_chosen and length_rejected, or neither")
         if self.length_chosen is not None:
             self._lengths = (
-                _as_lengths(self.length_chosen, n, "length_chosen"),
-                _as_lengths(self.length_rejected, n, "length_rejected"),
+                _as_numbers(self.length_chosen, n, "length_chosen"),
+                _as_numbers(self.length_rejected, n, "length_rejected"),
             )
+        self._preference = None
+        if self.preference is not None:
+            self._preference = _as_numbers(self.preference, n, "preference")
+            if bool(((self._preference < 0) | (self._preference > 1)).any()):
+                raise ValueError("preference must hold probabilities in [0, 1]")
 
     def __len__(self) -> int:
         return _batches.num_rows(self.chosen, "chosen")
@@ -71,7 +79,8 @@ class PreferencePairs:
         return [np.concatenate([c, r]) for c, r in zip(*self._spurious)]
 
 
-def _as_lengths(value, n: int, name: str) -> torch.Tensor:
+def _as_numbers(value, n: int, name: str) -> torch.Tensor:
+    """(n,) finite numbers as a float64 tensor."""
     array = value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
     if array.shape != (n,):
         raise ValueError(f"{name} must have shape ({n},), got {array.shape}")

@@ -48,6 +48,9 @@ class PlainTrainerConfig:
     length_penalty: alpha of the length-penalty baseline: the Bradley-Terry logit is taken on
         r + alpha * length, so that at the optimum the model's reward r is the data's preference score
         minus alpha * length (the R-DPO form of "reward - alpha * length"); needs lengths.
+    scale_invariant: penalise the MMD of the batch's standardised rewards (``CausalRewardLoss``).
+    center_rewards_coefficient: c of reward centring, + c * mean((r_w + r_l)^2) (None = off), as in
+        TRL's RewardConfig.
     lr_scheduler: "constant", "linear" (decay to 0) or "cosine", after ``warmup_steps`` of linear warmup.
     eval_every: evaluate on ``eval`` every this many steps (and at the end); early stopping counts
         evaluations without an improvement of eval loss.
@@ -63,6 +66,8 @@ class PlainTrainerConfig:
     estimator: str = "biased"
     memory_bank_size: int = 0
     length_penalty: float = 0.0
+    scale_invariant: bool = False
+    center_rewards_coefficient: float | None = None
     learning_rate: float = 1e-3
     weight_decay: float = 0.0
     batch_size: int = 32
@@ -194,17 +199,20 @@ class PlainRewardTrainer:
         return torch.randperm(len(self.train_pairs), generator=generator)
 
     # ------------------------------------------------------------------------------------------- training
+    def batch_inputs(self, pairs: PreferencePairs, index: torch.Tensor):
+        """The model inputs of pairs ``index`` on the model's device: the chosen rows, then the rejected."""
+        x = _batches.concat(_batches.take(pairs.chosen, index), _batches.take(pairs.rejected, index))
+        return _batches.to_device(x, self.device)
+
     def _batch_rewards(
         self, pairs: PreferencePairs, index: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        device = self.device
-        x = _batches.concat(_batches.take(pairs.chosen, index), _batches.take(pairs.rejected, index))
-        rewards = _batches.forward(self.model, _batches.to_device(x, device), 2 * index.numel())
+        rewards = _batches.forward(self.model, self.batch_inputs(pairs, index), 2 * index.numel())
         return rewards[: index.numel()], rewards[index.numel() :]
 
     def _objective(self, pairs, bins, index, r_c, r_r, *, training: bool):
         device = r_c.device
-        lengths = pairs._lengths
+        lengths, preference = pairs._lengths, pairs._preference
         return self.objective(
             r_c,
             r_r,
@@ -212,6 +220,8 @@ class PlainRewardTrainer:
             bins[1][index].to(device),
             length_chosen=None if lengths is None else lengths[0][index].to(device),
             length_rejected=None if lengths is None else lengths[1][index].to(device),
+            preference=None if preference is None else preference[index].to(device, r_c.dtype),
+            center_rewards_coefficient=self.config.center_rewards_coefficient,
             training=training,
         )
 
@@ -250,18 +260,24 @@ class PlainRewardTrainer:
         return self.history
 
     def _train_step(self, index: torch.Tensor) -> dict:
-        r_c, r_r = self._batch_rewards(self.train_pairs, index)
-        out = self._objective(self.train_pairs, self._train_bins, index, r_c, r_r, training=True)
+        loss, metrics = self.step_loss(index)
         self.optimizer.zero_grad(set_to_none=True)
-        out.loss.backward()
+        loss.backward()
         if self.config.max_grad_norm is not None:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.max_grad_norm)
         lr = self.optimizer.param_groups[0]["lr"]
         self.optimizer.step()
         self.scheduler.step()
-        if not torch.isfinite(out.loss.detach()):
-            raise FloatingPointError(f"the loss became {out.loss.item()} at step {self.step + 1}")
-        return {**out.metrics(), "lr": lr}
+        if not torch.isfinite(loss.detach()):
+            raise FloatingPointError(f"the loss became {loss.item()} at step {self.step + 1}")
+        return {**metrics, "lr": lr}
+
+    def step_loss(self, index: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        """The loss to minimise on the training pairs ``index`` and the metrics logged for it; a
+        subclass that adds terms to the objective (e.g. a baseline's) overrides this."""
+        r_c, r_r = self._batch_rewards(self.train_pairs, index)
+        out = self._objective(self.train_pairs, self._train_bins, index, r_c, r_r, training=True)
+        return out.loss, out.metrics()
 
     # ----------------------------------------------------------------------------------------- evaluation
     @torch.no_grad()

@@ -12,6 +12,10 @@ their bins (``spurious_bins``) and their objective (``objective``) from the sett
     kernel, bandwidth, estimator   of the MMD (``causal_rewards.options.MmdOptions``)
     memory_bank_size  per-(group, bin) queue of past rewards joining the penalty: an integer >= 0
     length_penalty    alpha of the length-penalty baseline: a finite number
+    scale_invariant   penalise the MMD of the standardised rewards: a bool
+    center_rewards_coefficient   c of reward centring, c * mean((r_w + r_l)^2): None or a finite
+                      number >= 0 (TRL's RewardConfig field; configs without it have none); checked
+                      here, passed by the trainers to the objective at every step
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ FIELDS = (
     "estimator",
     "memory_bank_size",
     "length_penalty",
+    "scale_invariant",
 )
 
 
@@ -77,6 +82,7 @@ class CRMSettings:
     options: MmdOptions
     memory_bank_size: int
     length_penalty: float
+    scale_invariant: bool = False
 
     @classmethod
     def of(cls, config, owner: str | None = None) -> CRMSettings:
@@ -84,8 +90,12 @@ class CRMSettings:
         ``owner.field`` (owner: the config's class name by default)."""
         owner = owner or type(config).__name__
         values = {name: getattr(config, name) for name in FIELDS}
-        if not isinstance(values["conditional"], bool):
-            raise TypeError(f"{owner}.conditional must be a bool, got {type(values['conditional']).__name__}")
+        for name in ("conditional", "scale_invariant"):
+            if not isinstance(values[name], bool):
+                raise TypeError(f"{owner}.{name} must be a bool, got {type(values[name]).__name__}")
+        centring = getattr(config, "center_rewards_coefficient", None)  # passed by the trainer at each step
+        if centring is not None:
+            check_weight(centring, f"{owner}.center_rewards_coefficient")
         num_bins = _one_or_each(values["num_bins"], lambda v: check_num_bins(v, f"{owner}.num_bins"),
                                 f"{owner}.num_bins")
         binning = _one_or_each(values["binning"], lambda v: check_choice(f"{owner}.binning", v, KINDS),
@@ -99,6 +109,7 @@ class CRMSettings:
             options=options,
             memory_bank_size=check_int(values["memory_bank_size"], f"{owner}.memory_bank_size", 0),
             length_penalty=check_number(values["length_penalty"], f"{owner}.length_penalty"),
+            scale_invariant=values["scale_invariant"],
         )
 
     def spurious_bins(self, names=None) -> SpuriousBins:
@@ -117,4 +128,5 @@ class CRMSettings:
             memory_bank_size=self.memory_bank_size,
             length_penalty=self.length_penalty,
             distributed=distributed,
+            scale_invariant=self.scale_invariant,
         )

@@ -34,9 +34,10 @@ class CausalRewardConfig(RewardConfig, CRMArguments):
 
     lambda_mmd (0.1), spurious_columns (one column name or several, crossed), num_bins (10), binning
     ("quantile" | "uniform" | "categorical", or one per column), conditional (True), kernel ("rbf"),
-    bandwidth (1.0), estimator ("biased"), memory_bank_size (0 = off), length_penalty (0.0) and
-    length_column (lengths for the penalty; default: the token counts, whose shared prompt part
-    cancels in len_w - len_l).
+    bandwidth (1.0), estimator ("biased"), memory_bank_size (0 = off), length_penalty (0.0),
+    scale_invariant (False) and length_column (lengths for the penalty; default: the token counts,
+    whose shared prompt part cancels in len_w - len_l). TRL's center_rewards_coefficient is applied
+    by the same objective.
     """
 
     def __post_init__(self):
@@ -81,14 +82,11 @@ class CausalRewardTrainer(CRMTrainerMixin, RewardTrainer):
             crm["crm_bins_chosen"],
             crm["crm_bins_rejected"],
             margin=margin,
+            center_rewards_coefficient=self.args.center_rewards_coefficient,
             training=mode == "train",
             **lengths,
         )
-        loss = out.loss
-        if self.args.center_rewards_coefficient is not None:
-            loss += self.args.center_rewards_coefficient * torch.mean(
-                (rewards_chosen + rewards_rejected) ** 2
-            )
+        loss = out.loss  # with TRL's center_rewards_coefficient term when it is set
 
         # TRL's own metrics, then ours
         if mode == "train":
