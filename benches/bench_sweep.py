@@ -24,9 +24,8 @@ import statistics
 import sys
 import time
 
-import numpy as np
-
 import causal_rewards as cr
+import numpy as np
 
 KERNELS = ("rbf", "laplacian", "imq")
 NUM_BINS = 30

@@ -29,7 +29,7 @@ use std::ops::Range;
 const TILE: usize = 128;
 /// Tiles per parallel step: about 16M pairs, tens of milliseconds; partial sums of 2 MB.
 const STEP: usize = 1024;
-const _: () = assert!(TILE % LANES == 0);
+const _: () = assert!(TILE.is_multiple_of(LANES));
 
 /// Kernel sums S (G, M, M) and, with weights, the gradient of sum W S (sorted order).
 pub type Sums = (Vec<f64>, Option<Vec<f64>>);
@@ -138,7 +138,14 @@ impl<K: VectorKernel> Sweep<'_, K> {
             interrupt::check()?;
             let parts = map_blocks(step.len(), |t| {
                 let (rows, cols) = (blocks[step[t].0].clone(), blocks[step[t].1].clone());
-                simd::run(self.isa, TileJob { sweep: self, rows, cols })
+                simd::run(
+                    self.isa,
+                    TileJob {
+                        sweep: self,
+                        rows,
+                        cols,
+                    },
+                )
             });
             for ((a, b), part) in step.iter().zip(parts) {
                 for (cell, q, s) in part.sums {
@@ -411,3 +418,6 @@ pub fn sum_weights(
     }
     w
 }
+
+#[cfg(test)]
+mod tests;

@@ -203,7 +203,10 @@ impl VectorKernel for Energy {
     #[inline(always)]
     fn eval<V: Lanes>(&self, d: V) -> (V, V) {
         let minus_one = V::splat(-1.0);
-        (d.abs().xor(V::splat(-0.0)), minus_one.xor(d.sign()).keep(d.nonzero()))
+        (
+            d.abs().xor(V::splat(-0.0)),
+            minus_one.xor(d.sign()).keep(d.nonzero()),
+        )
     }
 }
 

@@ -30,12 +30,7 @@ macro_rules! both {
     };
     ($f:ident, $a:expr, $b:expr, $c:expr) => {
         // SAFETY: as above.
-        unsafe {
-            Avx2([
-                $f($a.0[0], $b.0[0], $c.0[0]),
-                $f($a.0[1], $b.0[1], $c.0[1]),
-            ])
-        }
+        unsafe { Avx2([$f($a.0[0], $b.0[0], $c.0[0]), $f($a.0[1], $b.0[1], $c.0[1])]) }
     };
 }
 
@@ -45,7 +40,10 @@ impl Avx2 {
         // SAFETY: as in `both!`; the casts only reinterpret bits.
         unsafe {
             let half = |l: usize| {
-                _mm256_castsi256_pd(f(_mm256_castpd_si256(self.0[l]), _mm256_castpd_si256(b.0[l])))
+                _mm256_castsi256_pd(f(
+                    _mm256_castpd_si256(self.0[l]),
+                    _mm256_castpd_si256(b.0[l]),
+                ))
             };
             Avx2([half(0), half(1)])
         }

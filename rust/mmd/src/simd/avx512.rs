@@ -99,7 +99,10 @@ impl Lanes for Avx512 {
     #[inline(always)]
     fn abs(self) -> Self {
         // SAFETY: as in `op!`.
-        self.bits(|a, b| unsafe { _mm512_andnot_si512(b, a) }, Self::splat(-0.0))
+        self.bits(
+            |a, b| unsafe { _mm512_andnot_si512(b, a) },
+            Self::splat(-0.0),
+        )
     }
     #[inline(always)]
     fn sign(self) -> Self {

@@ -170,7 +170,7 @@ impl Isa {
 
 /// Whether the portable fallback fuses multiply-adds: only where the target has an instruction
 /// for it (elsewhere `f64::mul_add` is a slow software routine).
-const PORTABLE_FUSES: bool = cfg!(any(target_feature = "fma", target_arch = "aarch64"));
+pub(crate) const PORTABLE_FUSES: bool = cfg!(any(target_feature = "fma", target_arch = "aarch64"));
 
 /// The widest instruction set of this CPU: chosen once per process.
 pub(crate) fn isa() -> Isa {

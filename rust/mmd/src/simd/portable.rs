@@ -71,11 +71,15 @@ impl<const FUSED: bool> Lanes for Portable<FUSED> {
     }
     #[inline(always)]
     fn mul_add(self, b: Self, c: Self) -> Self {
-        Self(std::array::from_fn(|l| Self::fma(self.0[l], b.0[l], c.0[l])))
+        Self(std::array::from_fn(|l| {
+            Self::fma(self.0[l], b.0[l], c.0[l])
+        }))
     }
     #[inline(always)]
     fn neg_mul_add(self, b: Self, c: Self) -> Self {
-        Self(std::array::from_fn(|l| Self::fma(-self.0[l], b.0[l], c.0[l])))
+        Self(std::array::from_fn(|l| {
+            Self::fma(-self.0[l], b.0[l], c.0[l])
+        }))
     }
     #[inline(always)]
     fn abs(self) -> Self {
@@ -99,7 +103,9 @@ impl<const FUSED: bool> Lanes for Portable<FUSED> {
     }
     #[inline(always)]
     fn keep(self, mask: Self::Mask) -> Self {
-        Self(std::array::from_fn(|l| if mask[l] { self.0[l] } else { 0.0 }))
+        Self(std::array::from_fn(
+            |l| if mask[l] { self.0[l] } else { 0.0 },
+        ))
     }
     #[inline(always)]
     fn times_pow2(self, _n: Self, shifted: Self) -> Self {

@@ -66,12 +66,14 @@ fn uniform(seed: u64) -> impl FnMut() -> f64 {
 /// Arguments over the kernels' range [-745.2, 0]: a fine grid, random points, every binade of small
 /// magnitudes, the edges of the subnormal range and beyond.
 fn exp_arguments() -> Vec<f64> {
-    let mut xs: Vec<f64> = (0..=2_000_000).map(|i| -745.2 * i as f64 / 2e6).collect();
+    let mut xs: Vec<f64> = (0..=1_000_000).map(|i| -745.2 * i as f64 / 1e6).collect();
     let mut u = uniform(7);
-    xs.extend((0..1_000_000).map(|_| -745.2 * u()));
-    xs.extend((0..1_000_000).map(|_| -(u() * 20.0 - 10.0).exp2()));
+    xs.extend((0..500_000).map(|_| -745.2 * u()));
+    xs.extend((0..500_000).map(|_| -(u() * 20.0 - 10.0).exp2()));
     xs.extend((-1074..0).map(|e| -f64::powi(2.0, e)));
-    xs.extend([0.0, -0.0, -708.39, -708.4, -709.0, -744.4, -745.13, -745.14, -745.2]);
+    xs.extend([
+        0.0, -0.0, -708.39, -708.4, -709.0, -744.4, -745.13, -745.14, -745.2,
+    ]);
     xs
 }
 
@@ -93,7 +95,11 @@ fn exp_matches_libm_over_the_kernels_range() {
                 worst_ulps = worst_ulps.max(ulps);
             } else {
                 // Subnormal results: within one unit of the smallest subnormal.
-                assert!(ulps <= 1, "{} exp({x:e}) = {y:e}, libm {exact:e}", isa.name());
+                assert!(
+                    ulps <= 1,
+                    "{} exp({x:e}) = {y:e}, libm {exact:e}",
+                    isa.name()
+                );
             }
         }
         println!(
@@ -109,21 +115,35 @@ fn exp_matches_libm_over_the_kernels_range() {
 
 #[test]
 fn exp_edges_are_exact() {
-    let xs = [0.0, -0.0, -746.0, -1e10, f64::MIN, f64::NEG_INFINITY, -745.2];
+    let xs = [
+        0.0,
+        -0.0,
+        -746.0,
+        -1e10,
+        f64::MIN,
+        f64::NEG_INFINITY,
+        -745.2,
+    ];
     for isa in available() {
         let ours = run(isa, Map(&xs, Exp));
         assert_eq!(&ours[..2], &[1.0, 1.0], "{}", isa.name());
-        assert!(ours[2..].iter().all(|&y| y == 0.0), "{}: {ours:?}", isa.name());
+        assert!(
+            ours[2..].iter().all(|&y| y == 0.0),
+            "{}: {ours:?}",
+            isa.name()
+        );
     }
 }
 
 /// Differences of every kind of scale, ties and signs.
 fn differences() -> Vec<f64> {
     let mut u = uniform(11);
-    let mut d: Vec<f64> = (0..100_000).map(|_| 8.0 * u() - 4.0).collect();
+    let mut d: Vec<f64> = (0..30_000).map(|_| 8.0 * u() - 4.0).collect();
     // Up to 2^900 (c |d| stays finite, as units.rs guarantees for the sweep).
-    d.extend((0..20_000).map(|_| (u() - 0.5) * (u() * 1800.0 - 900.0).exp2()));
-    d.extend([0.0, -0.0, 1e-300, -1e-300, 5e-324, 1e300, -1e300, 38.6, -38.6, 40.0]);
+    d.extend((0..10_000).map(|_| (u() - 0.5) * (u() * 1800.0 - 900.0).exp2()));
+    d.extend([
+        0.0, -0.0, 1e-300, -1e-300, 5e-324, 1e300, -1e300, 38.6, -38.6, 40.0,
+    ]);
     d
 }
 
@@ -152,9 +172,10 @@ fn check_kernel<K: VectorKernel>(name: &str, kernel: &K, d: &[f64]) {
 #[test]
 fn every_instruction_set_gives_the_models_bits() {
     let d = differences();
-    let exp_model = run(Isa::PortableFused, Map(&exp_arguments(), Exp));
+    let arguments = exp_arguments();
+    let exp_model = run(Isa::PortableFused, Map(&arguments, Exp));
     for isa in available().filter(|&isa| isa != Isa::Portable || PORTABLE_FUSES) {
-        assert!(same_bits(&run(isa, Map(&exp_arguments(), Exp)), &exp_model));
+        assert!(same_bits(&run(isa, Map(&arguments, Exp)), &exp_model));
     }
     for c in [1e-3, 0.5, 2.0, 1e3] {
         check_kernel("rbf", &Rbf(-c), &d);
