@@ -108,3 +108,18 @@ def test_bitwise_the_same_on_1_2_and_3_threads(kernel):
     finally:
         cr.set_num_threads(0)
     assert results[0] == results[1] == results[2]
+
+
+def test_the_sweep_benchmark_runs(capsys):
+    import os
+    import sys
+
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benches"))
+    import bench_sweep
+
+    rows = bench_sweep.main(["--sizes", "256", "--rounds", "1", "--round-ms", "5"])
+    out = capsys.readouterr().out
+    assert [row[:2] for row in rows] == [("rbf", 256), ("laplacian", 256), ("imq", 256)]
+    assert all(value > 0 for row in rows for value in row[2:])
+    assert "| kernel | n | pairs/s, 1 thread | × numpy exp (1 core) |" in out
+    assert out.count("\n| rbf | 256 |") == 1 and "Command: `python benches/bench_sweep.py --sizes 256" in out
