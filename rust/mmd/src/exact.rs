@@ -11,18 +11,25 @@
 //! that of j. The self pairs add n_p k(0) to each S_pp. Tiles run in parallel, `STEP` tiles at a
 //! time (bounded memory, and a checkpoint for interrupts between steps), and their partial sums
 //! are combined in tile order, so the results are bitwise the same whatever the number of threads.
+//!
+//! Within a tile each row i meets the tile's columns a vector of `LANES` partners at a time
+//! (`simd`, on the instruction set chosen once per process), across bin boundaries: per column j
+//! the tile keeps the kernel sum over the rows of the current row cell, the weight 2 W[b_i, b_j]
+//! and the gradient of j; S gets the column sums of each bin segment when the row cell changes.
 
 use crate::data::Layout;
 use crate::error::Result;
 use crate::interrupt;
-use crate::kernel::{Kernel, KernelKind};
+use crate::kernel::{Energy, Imq, Kernel, KernelKind, Laplacian, Mean, Rbf, VectorKernel};
 use crate::parallel::map_blocks;
+use crate::simd::{self, lanes_at, lanes_at_mut, sum_lanes, Isa, LaneJob, Lanes, LANES};
 use std::ops::Range;
 
 /// Rows per tile side: fixed, so that results do not depend on the thread count.
 const TILE: usize = 128;
 /// Tiles per parallel step: about 16M pairs, tens of milliseconds; partial sums of 2 MB.
 const STEP: usize = 1024;
+const _: () = assert!(TILE.is_multiple_of(LANES));
 
 /// Kernel sums S (G, M, M) and, with weights, the gradient of sum W S (sorted order).
 pub type Sums = (Vec<f64>, Option<Vec<f64>>);
@@ -30,19 +37,35 @@ pub type Sums = (Vec<f64>, Option<Vec<f64>>);
 /// The per-cell kernel sums S (G, M, M) and, when `weights` (W, same shape, symmetric in its last
 /// two axes) is given, the gradient of sum W S with respect to each reward, in sorted order.
 pub fn sweep(layout: &Layout, kernel: &Kernel, weights: Option<&[f64]>) -> Result<Sums> {
-    match kernel.single_scale() {
-        Some((KernelKind::Rbf, c)) => sweep_with(layout, kernel, weights, move |d: f64| {
-            let k = (-d * d * c).exp();
-            (k, -2.0 * c * d * k)
-        }),
-        Some((KernelKind::Laplacian, c)) => sweep_with(layout, kernel, weights, move |d: f64| {
-            let k = (-d.abs() * c).exp();
-            (k, -d.signum() * c * k * f64::from(d != 0.0))
-        }),
-        Some((KernelKind::Energy, _)) => sweep_with(layout, kernel, weights, |d: f64| {
-            (-d.abs(), -d.signum() * f64::from(d != 0.0))
-        }),
-        _ => sweep_with(layout, kernel, weights, |d: f64| kernel.value_and_slope(d)),
+    sweep_on(simd::isa(), layout, kernel, weights)
+}
+
+/// `sweep` on the vectors of `isa`.
+pub(crate) fn sweep_on(
+    isa: Isa,
+    layout: &Layout,
+    kernel: &Kernel,
+    weights: Option<&[f64]>,
+) -> Result<Sums> {
+    let minus = |c: &f64| -c;
+    let scales = kernel.scales();
+    match (kernel.kind(), scales) {
+        (KernelKind::Energy, _) => sweep_with(isa, layout, kernel, weights, Energy),
+        (KernelKind::Rbf, [c]) => sweep_with(isa, layout, kernel, weights, Rbf(-c)),
+        (KernelKind::Laplacian, [c]) => sweep_with(isa, layout, kernel, weights, Laplacian(-c)),
+        (KernelKind::Imq, [c]) => sweep_with(isa, layout, kernel, weights, Imq(-c)),
+        (KernelKind::Rbf, _) => {
+            let parts = scales.iter().map(minus).map(Rbf).collect();
+            sweep_with(isa, layout, kernel, weights, Mean(parts))
+        }
+        (KernelKind::Laplacian, _) => {
+            let parts = scales.iter().map(minus).map(Laplacian).collect();
+            sweep_with(isa, layout, kernel, weights, Mean(parts))
+        }
+        (KernelKind::Imq, _) => {
+            let parts = scales.iter().map(minus).map(Imq).collect();
+            sweep_with(isa, layout, kernel, weights, Mean(parts))
+        }
     }
 }
 
@@ -56,18 +79,23 @@ struct TileSums {
 
 /// What every tile of a sweep reads.
 struct Sweep<'a, K> {
+    isa: Isa,
     layout: &'a Layout,
     cells: Vec<usize>,
     weights: Option<&'a [f64]>,
     pair: K,
 }
 
-fn sweep_with<K>(layout: &Layout, kernel: &Kernel, weights: Option<&[f64]>, pair: K) -> Result<Sums>
-where
-    K: Fn(f64) -> (f64, f64) + Sync + Send,
-{
+fn sweep_with<K: VectorKernel>(
+    isa: Isa,
+    layout: &Layout,
+    kernel: &Kernel,
+    weights: Option<&[f64]>,
+    pair: K,
+) -> Result<Sums> {
     let m = layout.num_bins;
     let sweep = Sweep {
+        isa,
         layout,
         cells: layout.cells(),
         weights,
@@ -86,10 +114,7 @@ where
     Ok((sums, grad))
 }
 
-impl<K> Sweep<'_, K>
-where
-    K: Fn(f64) -> (f64, f64) + Sync + Send,
-{
+impl<K: VectorKernel> Sweep<'_, K> {
     /// Adds the pairs i < j of one group's rows to the sums (and the gradient).
     fn group(
         &self,
@@ -112,7 +137,15 @@ where
             }
             interrupt::check()?;
             let parts = map_blocks(step.len(), |t| {
-                self.tile(blocks[step[t].0].clone(), blocks[step[t].1].clone())
+                let (rows, cols) = (blocks[step[t].0].clone(), blocks[step[t].1].clone());
+                simd::run(
+                    self.isa,
+                    TileJob {
+                        sweep: self,
+                        rows,
+                        cols,
+                    },
+                )
             });
             for ((a, b), part) in step.iter().zip(parts) {
                 for (cell, q, s) in part.sums {
@@ -127,87 +160,154 @@ where
             }
         }
     }
+}
 
-    /// The pairs i < j with i in `rows` and j in `cols`, one bin segment of partners at a time.
-    fn tile(&self, rows: Range<usize>, cols: Range<usize>) -> TileSums {
-        let (layout, m) = (self.layout, self.layout.num_bins);
-        let with_grad = self.weights.is_some();
-        let mut out = TileSums {
-            rows: vec![0.0; if with_grad { rows.len() } else { 0 }],
-            cols: vec![0.0; if with_grad { cols.len() } else { 0 }],
-            sums: Vec::new(),
-        };
-        for i in rows.clone() {
-            let (x, cell) = (layout.values[i], self.cells[i]);
-            let group_base = cell - cell % m;
-            let mut j = cols.start.max(i + 1);
-            while j < cols.end {
-                let q = self.cells[j] - group_base;
-                let end = cols.end.min(layout.starts[group_base + q + 1]);
-                let partners = &layout.values[j..end];
-                let s = match self.weights {
-                    Some(w) => {
-                        let w2 = 2.0 * w[cell * m + q];
-                        let cols_here = &mut out.cols[j - cols.start..end - cols.start];
-                        let (s, ds) = segment_sums(x, partners, Some((cols_here, w2)), &self.pair);
-                        out.rows[i - rows.start] += w2 * ds;
-                        s
-                    }
-                    None => segment_sums(x, partners, None, &self.pair).0,
-                };
-                out.sums.push((cell, q, s));
-                j = end;
-            }
+/// The pairs i < j with i in `rows` and j in `cols`.
+struct TileJob<'a, 'b, K> {
+    sweep: &'a Sweep<'b, K>,
+    rows: Range<usize>,
+    cols: Range<usize>,
+}
+
+impl<K: VectorKernel> LaneJob for TileJob<'_, '_, K> {
+    type Output = TileSums;
+    #[inline(always)]
+    fn run<V: Lanes>(self) -> TileSums {
+        match self.sweep.weights {
+            Some(_) => tile::<V, K, true>(self.sweep, self.rows, self.cols),
+            None => tile::<V, K, false>(self.sweep, self.rows, self.cols),
         }
-        out
     }
 }
 
-/// (sum_j k(x - y_j), sum_j k'(x - y_j)); with `cols` = (c, w2) also c_j -= w2 k'(x - y_j).
-/// Four independent accumulators let the compiler vectorise the loop (a fixed order: deterministic).
+/// A tile's columns: values (0 past the end), and per column the kernel sum over the rows of the
+/// current row cell, the weight 2 W[b_i, b_j] (times the kernel's slope scale) and the gradient.
+struct Columns {
+    values: [f64; TILE],
+    sums: [f64; TILE],
+    weights: [f64; TILE],
+    grad: [f64; TILE],
+    width: usize,
+}
+
 #[inline(always)]
-fn segment_sums<K>(x: f64, ys: &[f64], cols: Option<(&mut [f64], f64)>, pair: &K) -> (f64, f64)
-where
-    K: Fn(f64) -> (f64, f64),
-{
-    const LANES: usize = 4;
-    let (mut s, mut ds) = ([0.0; LANES], [0.0; LANES]);
-    let head = ys.len() - ys.len() % LANES;
-    match cols {
-        Some((cols, w2)) => {
-            for (y, c) in ys[..head]
-                .chunks_exact(LANES)
-                .zip(cols[..head].chunks_exact_mut(LANES))
-            {
-                for l in 0..LANES {
-                    let (k, dk) = pair(x - y[l]);
-                    s[l] += k;
-                    ds[l] += dk;
-                    c[l] -= w2 * dk;
-                }
-            }
-            for (l, (&y, c)) in ys[head..].iter().zip(&mut cols[head..]).enumerate() {
-                let (k, dk) = pair(x - y);
-                s[l] += k;
-                ds[l] += dk;
-                *c -= w2 * dk;
+fn tile<V: Lanes, K: VectorKernel, const GRAD: bool>(
+    sweep: &Sweep<K>,
+    rows: Range<usize>,
+    cols: Range<usize>,
+) -> TileSums {
+    let (layout, m) = (sweep.layout, sweep.layout.num_bins);
+    let mut c = Columns {
+        values: [0.0; TILE],
+        sums: [0.0; TILE],
+        weights: [0.0; TILE],
+        grad: [0.0; TILE],
+        width: cols.len(),
+    };
+    c.values[..c.width].copy_from_slice(&layout.values[cols.clone()]);
+    // The columns' bin segments: (range in the tile, cell).
+    let mut segments = Vec::new();
+    let mut j = cols.start;
+    while j < cols.end {
+        let cell = sweep.cells[j];
+        let end = cols.end.min(layout.starts[cell + 1]);
+        segments.push((j - cols.start..end - cols.start, cell));
+        j = end;
+    }
+    let mut out = TileSums {
+        rows: vec![0.0; if GRAD { rows.len() } else { 0 }],
+        cols: Vec::new(),
+        sums: Vec::new(),
+    };
+    // Partners j > i: the first column of row i.
+    let width = c.width;
+    let first = |i: usize| (i + 1).saturating_sub(cols.start).min(width);
+    let mut i = rows.start;
+    while i < rows.end {
+        let cell = sweep.cells[i];
+        let run = i..rows.end.min(layout.starts[cell + 1]);
+        i = run.end;
+        let start = first(run.start);
+        if start == width {
+            continue;
+        }
+        let base = cell - cell % m;
+        if let (true, Some(w)) = (GRAD, sweep.weights) {
+            for (range, q_cell) in &segments {
+                let weight = 2.0 * K::SLOPE_SCALE * w[cell * m + q_cell - base];
+                c.weights[range.clone()].fill(weight);
             }
         }
-        None => {
-            for y in ys[..head].chunks_exact(LANES) {
-                for l in 0..LANES {
-                    s[l] += pair(x - y[l]).0;
-                }
+        c.sums.fill(0.0);
+        for r in run.clone() {
+            let acc = row::<V, K, GRAD>(&sweep.pair, layout.values[r], first(r), &mut c);
+            if GRAD {
+                out.rows[r - rows.start] = sum_lanes(acc);
             }
-            for (l, &y) in ys[head..].iter().enumerate() {
-                s[l] += pair(x - y).0;
+        }
+        for (range, q_cell) in &segments {
+            if range.end > start {
+                let s = c.sums[range.start.max(start)..range.end].iter().sum();
+                out.sums.push((cell, q_cell - base, s));
             }
         }
     }
-    (
-        (s[0] + s[1]) + (s[2] + s[3]),
-        (ds[0] + ds[1]) + (ds[2] + ds[3]),
-    )
+    if GRAD {
+        out.cols = c.grad[..c.width].to_vec();
+    }
+    out
+}
+
+/// The pairs of row value `x` with columns `first..width`; returns the row's gradient by lane.
+#[inline(always)]
+fn row<V: Lanes, K: VectorKernel, const GRAD: bool>(
+    kernel: &K,
+    x: f64,
+    first: usize,
+    c: &mut Columns,
+) -> V {
+    let (x, width) = (V::splat(x), c.width);
+    let mut acc = V::splat(0.0);
+    let mut v = first - first % LANES;
+    if v < first {
+        let mask = V::lanes(first - v, (width - v).min(LANES));
+        pairs::<V, K, GRAD>(kernel, x, v, Some(mask), c, &mut acc);
+        v += LANES;
+    }
+    while v + LANES <= width {
+        pairs::<V, K, GRAD>(kernel, x, v, None, c, &mut acc);
+        v += LANES;
+    }
+    if v < width {
+        pairs::<V, K, GRAD>(kernel, x, v, Some(V::lanes(0, width - v)), c, &mut acc);
+    }
+    acc
+}
+
+/// The pairs of `x` with the `LANES` columns from `at` (those of `mask` only, if given).
+#[inline(always)]
+fn pairs<V: Lanes, K: VectorKernel, const GRAD: bool>(
+    kernel: &K,
+    x: V,
+    at: usize,
+    mask: Option<V::Mask>,
+    c: &mut Columns,
+    acc: &mut V,
+) {
+    let d = x.sub(V::load(lanes_at(&c.values, at)));
+    let (mut k, mut slope) = kernel.eval(d);
+    if let Some(mask) = mask {
+        k = k.keep(mask);
+        slope = slope.keep(mask);
+    }
+    let sums = lanes_at_mut(&mut c.sums, at);
+    V::load(sums).add(k).store(sums);
+    if GRAD {
+        let w = V::load(lanes_at(&c.weights, at));
+        *acc = w.mul_add(slope, *acc);
+        let grad = lanes_at_mut(&mut c.grad, at);
+        w.neg_mul_add(slope, V::load(grad)).store(grad);
+    }
 }
 
 fn add_into(target: &mut [f64], values: &[f64]) {
@@ -244,25 +344,38 @@ pub fn computable_pairs(
     num_bins: usize,
     unbiased: bool,
 ) -> impl Iterator<Item = Pair> + '_ {
+    // Plain loops into a vector: nested iterator adaptors cost ~100 instructions a pair, a serial
+    // part of every sweep.
     let m = num_bins;
-    (0..counts.len() / m).flat_map(move |g| {
-        (0..m).flat_map(move |p| {
-            (p + 1..m).filter_map(move |q| {
-                let (cell_p, cell_q) = (g * m + p, g * m + q);
-                let (n_p, n_q) = (counts[cell_p], counts[cell_q]);
-                Some(Pair {
-                    cell_p,
-                    cell_q,
-                    p,
-                    q,
-                    a_p: within_coefficient(n_p, unbiased)?,
-                    a_q: within_coefficient(n_q, unbiased)?,
-                    n_p: n_p as f64,
-                    n_q: n_q as f64,
-                })
-            })
-        })
-    })
+    let coefficients: Vec<Option<f64>> = counts
+        .iter()
+        .map(|&count| within_coefficient(count, unbiased))
+        .collect();
+    let mut pairs = Vec::new();
+    for g in 0..counts.len() / m {
+        for p in 0..m {
+            let cell_p = g * m + p;
+            let Some(a_p) = coefficients[cell_p] else {
+                continue;
+            };
+            for q in p + 1..m {
+                let cell_q = g * m + q;
+                if let Some(a_q) = coefficients[cell_q] {
+                    pairs.push(Pair {
+                        cell_p,
+                        cell_q,
+                        p,
+                        q,
+                        a_p,
+                        a_q,
+                        n_p: counts[cell_p] as f64,
+                        n_q: counts[cell_q] as f64,
+                    });
+                }
+            }
+        }
+    }
+    pairs.into_iter()
 }
 
 /// The (G, M, M) MMD^2 matrix from the sums, NaN where a pair is not computable.
@@ -318,3 +431,6 @@ pub fn sum_weights(
     }
     w
 }
+
+#[cfg(test)]
+mod tests;

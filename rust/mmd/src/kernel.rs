@@ -12,6 +12,7 @@
 
 use crate::choices::choices;
 use crate::error::{MmdError, Result};
+use crate::simd::{exp_nonpositive, Lanes};
 
 choices! {
     "kernel",
@@ -73,6 +74,11 @@ impl Kernel {
 
     pub fn kind(&self) -> KernelKind {
         self.kind
+    }
+
+    /// Per bandwidth, the scale the kernel formula takes (see `scales`).
+    pub(crate) fn scales(&self) -> &[f64] {
+        &self.scales
     }
 
     /// (kind, scale) when there is one bandwidth, so that hot loops can specialise on it.
@@ -137,6 +143,85 @@ impl Kernel {
             }
             KernelKind::Energy => (-d.abs(), -sign(d)),
         }
+    }
+}
+
+/// The kernels on whole vectors of differences d, for the hot loops: (k(d), a slope s), where
+/// dk/dd = `SLOPE_SCALE` * s (a power of two, folded into the caller's weights, so that the result
+/// is the same as multiplying here). Same formulas as `Kernel`; the exponential is
+/// `exp_nonpositive`, so values agree with `Kernel::value` to about one unit in the last place.
+pub(crate) trait VectorKernel: Sync {
+    const SLOPE_SCALE: f64;
+    fn eval<V: Lanes>(&self, d: V) -> (V, V);
+}
+
+/// A single-bandwidth kernel, holding minus its scale (see `Kernel::scales`).
+pub(crate) struct Rbf(pub f64);
+pub(crate) struct Laplacian(pub f64);
+pub(crate) struct Imq(pub f64);
+pub(crate) struct Energy;
+/// The mean over bandwidths of one kind's kernels.
+pub(crate) struct Mean<K>(pub Vec<K>);
+
+impl VectorKernel for Rbf {
+    const SLOPE_SCALE: f64 = 2.0;
+    /// e^(-c d^2), slope -c d k.
+    #[inline(always)]
+    fn eval<V: Lanes>(&self, d: V) -> (V, V) {
+        let e = d.mul(V::splat(self.0));
+        let k = exp_nonpositive(e.mul(d));
+        (k, e.mul(k))
+    }
+}
+
+impl VectorKernel for Laplacian {
+    const SLOPE_SCALE: f64 = 1.0;
+    /// e^(-c |d|), slope -sign(d) c k (0 at d = 0).
+    #[inline(always)]
+    fn eval<V: Lanes>(&self, d: V) -> (V, V) {
+        let minus_c = V::splat(self.0);
+        let k = exp_nonpositive(d.abs().mul(minus_c));
+        (k, minus_c.xor(d.sign()).mul(k).keep(d.nonzero()))
+    }
+}
+
+impl VectorKernel for Imq {
+    const SLOPE_SCALE: f64 = 1.0;
+    /// (1 + c d^2)^(-1/2) = sqrt(v) with v = 1 / (1 + c d^2), slope -c d k v.
+    #[inline(always)]
+    fn eval<V: Lanes>(&self, d: V) -> (V, V) {
+        let e = d.mul(V::splat(self.0));
+        let v = V::splat(1.0).div(e.neg_mul_add(d, V::splat(1.0)));
+        let k = v.sqrt();
+        (k, e.mul(k).mul(v))
+    }
+}
+
+impl VectorKernel for Energy {
+    const SLOPE_SCALE: f64 = 1.0;
+    /// -|d|, slope -sign(d) (0 at d = 0).
+    #[inline(always)]
+    fn eval<V: Lanes>(&self, d: V) -> (V, V) {
+        let minus_one = V::splat(-1.0);
+        (
+            d.abs().xor(V::splat(-0.0)),
+            minus_one.xor(d.sign()).keep(d.nonzero()),
+        )
+    }
+}
+
+impl<K: VectorKernel> VectorKernel for Mean<K> {
+    const SLOPE_SCALE: f64 = K::SLOPE_SCALE;
+    #[inline(always)]
+    fn eval<V: Lanes>(&self, d: V) -> (V, V) {
+        let (mut k, mut slope) = (V::splat(0.0), V::splat(0.0));
+        for part in &self.0 {
+            let (a, b) = part.eval(d);
+            k = k.add(a);
+            slope = slope.add(b);
+        }
+        let inverse = V::splat(1.0 / self.0.len() as f64);
+        (k.mul(inverse), slope.mul(inverse))
     }
 }
 

@@ -27,6 +27,7 @@ mod linear;
 mod median;
 mod parallel;
 mod reduce;
+mod simd;
 mod units;
 
 pub use data::{Input, LabelColumn, RewardColumn};
