@@ -80,8 +80,8 @@ def test_statistics(n, scale, kind, top, num_bins, grouped, kernel, bandwidth, e
     rewards = _rewards(rng, n, scale, kind)
     bins = _labels(rng, n, top, label_kind)
     groups = _labels(rng, n, top, label_kind) if grouped else None
-    options = dict(num_bins=num_bins, groups=groups, kernel=kernel, bandwidth=bandwidth, estimator=estimator,
-                   reduction=reduction, backend=backend)
+    options = {"num_bins": num_bins, "groups": groups, "kernel": kernel, "bandwidth": bandwidth,
+               "estimator": estimator, "reduction": reduction, "backend": backend}
     for function in (cr.pairwise_bin_mmd, cr.pairwise_bin_mmd_value_and_grad):
         try:
             result = function(rewards, bins, **options)
