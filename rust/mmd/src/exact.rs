@@ -21,7 +21,7 @@ use crate::data::Layout;
 use crate::error::Result;
 use crate::interrupt;
 use crate::kernel::{Energy, Imq, Kernel, KernelKind, Laplacian, Mean, Rbf, VectorKernel};
-use crate::parallel::map_blocks;
+use crate::parallel::map_blocks_of;
 use crate::simd::{self, lanes_at, lanes_at_mut, sum_lanes, Isa, LaneJob, Lanes, LANES};
 use std::ops::Range;
 
@@ -136,7 +136,11 @@ impl<K: VectorKernel> Sweep<'_, K> {
                 return Ok(());
             }
             interrupt::check()?;
-            let parts = map_blocks(step.len(), |t| {
+            let work = step
+                .iter()
+                .map(|&(a, b)| blocks[a].len() * blocks[b].len())
+                .sum();
+            let parts = map_blocks_of(step.len(), work, |t| {
                 let (rows, cols) = (blocks[step[t].0].clone(), blocks[step[t].1].clone());
                 simd::run(
                     self.isa,

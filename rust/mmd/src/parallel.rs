@@ -121,10 +121,28 @@ where
     R: Send,
     F: Fn(usize) -> R + Sync + Send,
 {
-    if count <= 1 || !parallelism_enabled() {
+    map_blocks_of(count, usize::MAX, f)
+}
+
+/// Below this much work (in units of about a nanosecond: kernel evaluations, rows) a call runs on
+/// the calling thread: waking a pool thread costs tens of microseconds on a virtual machine.
+pub const PARALLEL_MIN_WORK: usize = 1 << 16;
+
+/// `map_blocks` for `work` units of work in all: on the calling thread when that is too little to
+/// pay for waking the pool, or when the pool has one thread. The results are the same either way.
+pub fn map_blocks_of<R, F>(count: usize, work: usize, f: F) -> Vec<R>
+where
+    R: Send,
+    F: Fn(usize) -> R + Sync + Send,
+{
+    if count <= 1 || work < PARALLEL_MIN_WORK || !parallelism_enabled() {
         return (0..count).map(f).collect();
     }
-    pool().install(|| (0..count).into_par_iter().map(&f).collect())
+    let pool = pool();
+    if pool.current_num_threads() == 1 {
+        return (0..count).map(f).collect();
+    }
+    pool.install(|| (0..count).into_par_iter().map(&f).collect())
 }
 
 #[cfg(test)]
