@@ -104,7 +104,7 @@ def test_fail_above_and_bad_input_exit_codes(biased, regex_report, tmp_path, cap
         (["--json", str(tmp_path / "no" / "r.json")], "does not exist"),
         (["--level", "1.5"], "level must be in (0, 1)"),
         (["--fail-above", "-1"], "--fail-above must be a finite number >= 0"),
-        (["--sample", "0"], "sample must be an integer >= 1"),
+        (["--sample", "0"], "sample must be >= 1"),
     ):
         assert cli.main([*argv, *extra]) == 2
         err = capsys.readouterr().err.strip()

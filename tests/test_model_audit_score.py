@@ -299,7 +299,7 @@ def test_bad_data_exits_2_with_one_line(biased, rows, tmp_path, capsys, mutate, 
 @pytest.mark.parametrize(
     "argv,match",
     [
-        (["--batch-size", "0"], "batch_size must be an integer >= 1"),
+        (["--batch-size", "0"], "batch_size must be >= 1"),
         (["--max-length", "100000"], "max_length 100000 exceeds the model's limit of 512 tokens"),
         (["--device", "cuda:99"], "device 'cuda:99'"),
         (["--device", "toaster"], "unknown device 'toaster'"),

@@ -517,10 +517,16 @@ class Binner:
             "rank_error": self.rank_error_,
         }
 
-    def load_state_dict(self, state: dict) -> Binner:
+    def load_state_dict(self, state: dict, where: str = "Binner state", fitted: bool = False) -> Binner:
+        """Restores ``state_dict()``'s output, checked whole before anything is replaced; ``fitted``
+        refuses the state of an unfitted binner. Errors name ``where``."""
+        if not isinstance(state, dict) or state.get("kind") not in KINDS:
+            raise ValueError(f"{where} is not a{' fitted' if fitted else ''} binner's state (kind one of {KINDS})")
         missing = {"kind", "num_bins", "edges", "categories"} - set(state)
         if missing:
-            raise ValueError(f"Binner state is missing {sorted(missing)}")
+            raise ValueError(f"{where} is missing {sorted(missing)}")
+        if fitted or state["edges"] is not None or state["categories"] is not None:
+            _check_fitted_state(state, where)
         restored = Binner(state["kind"], state["num_bins"])
         if state["edges"] is not None:
             restored.edges_ = np.asarray(state["edges"], dtype=np.float64)
@@ -534,8 +540,8 @@ class Binner:
     to_dict = state_dict
 
     @classmethod
-    def from_dict(cls, state: dict) -> Binner:
-        return cls().load_state_dict(state)
+    def from_dict(cls, state: dict, where: str = "Binner state", fitted: bool = False) -> Binner:
+        return cls().load_state_dict(state, where, fitted)
 
     def __repr__(self) -> str:
         fitted = f", num_bins_={self.num_bins_}" if self.fitted else ""
@@ -588,3 +594,28 @@ class CrossedBins:
         for binner, name in zip(self.binners, self.names):
             labels = [f"{p} & {label}" if p else label for p in labels for label in binner.labels(name)]
         return labels
+
+
+def _check_fitted_state(state: dict, where: str) -> None:
+    """A fitted binner's state: finite, strictly increasing edges, or at least two distinct sorted
+    categories of one type."""
+    if state["kind"] == "categorical":
+        categories = state.get("categories")
+        if not isinstance(categories, list) or len(categories) < 2:
+            raise ValueError(f"{where}: categorical bins need a list of at least two categories")
+        kinds = {isinstance(c, str) for c in categories}
+        if len(kinds) != 1 or (kinds == {False} and not all(isinstance(c, numbers.Real) for c in categories)):
+            raise ValueError(f"{where}: categories must be all strings or all numbers")
+        if any(not a < b for a, b in itertools.pairwise(categories)):
+            raise ValueError(f"{where}: categories must be distinct and sorted")
+        return
+    edges = state.get("edges")
+    if not isinstance(edges, list) or not edges or not all(
+        isinstance(e, numbers.Real) and not isinstance(e, bool) for e in edges
+    ):
+        raise ValueError(f"{where}: {state['kind']} bins need a non-empty list of numeric edges")
+    values = np.asarray(edges, dtype=np.float64)
+    if not np.all(np.isfinite(values)):
+        raise ValueError(f"{where}: edge {int(np.flatnonzero(~np.isfinite(values))[0])} is not finite")
+    if np.any(np.diff(values) <= 0):
+        raise ValueError(f"{where}: edges must be strictly increasing")

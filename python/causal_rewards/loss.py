@@ -37,7 +37,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-from .options import MmdOptions, check_num_bins
+from .options import MmdOptions, check_num_bins, check_weight
 
 
 class CausalRewardOutput(NamedTuple):
@@ -63,20 +63,6 @@ class PooledRewards(NamedTuple):
             torch.cat([self.bins, bins.to(self.bins)]),
             torch.cat([self.groups, groups.to(self.groups)]),
         )
-
-
-def check_weight(value, name: str = "lambda_mmd") -> float:
-    """A finite number >= 0 (a Python, numpy or 0-d tensor scalar) as a float."""
-    if isinstance(value, torch.Tensor) and value.ndim == 0 and not value.dtype.is_complex:
-        value = value.item()
-    elif hasattr(value, "ndim") and getattr(value, "ndim", None) == 0 and hasattr(value, "item"):
-        value = value.item()  # a 0-d numpy array
-    if not isinstance(value, numbers.Real) or isinstance(value, bool):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-    value = float(value)
-    if not (math.isfinite(value) and value >= 0):
-        raise ValueError(f"{name} must be a number >= 0 and finite, got {value!r}")
-    return value
 
 
 def _rewards_1d(values: torch.Tensor, name: str) -> torch.Tensor:

@@ -89,15 +89,44 @@ def parse_bandwidth(text: str, name: str = "bandwidth"):
     return values[0] if len(values) == 1 else values
 
 
+def check_integer(value, name: str, low: int = 0, below: int | None = None) -> int:
+    """An integer >= ``low`` (and < ``below`` when given) as an int; bools refused. Counts, sizes,
+    seeds, thread numbers; the core names what is too large for it."""
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool):
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
+    if value < low:
+        raise ValueError(f"{name} must be >= {low}, got {value}")
+    if below is not None and value >= below:
+        raise ValueError(f"{name} must be below {'2**64' if below == 2**64 else below}, got {value}")
+    return int(value)
+
+
+def check_number(value, name: str, low: float | None = None) -> float:
+    """A finite real number as a float, at least ``low`` when given. Python and numpy scalars and 0-d
+    arrays or tensors are numbers; bools are not."""
+    if getattr(value, "ndim", None) == 0 and hasattr(value, "item"):
+        value = value.item()
+    if not isinstance(value, numbers.Real) or isinstance(value, bool):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    try:
+        value = float(value)
+    except OverflowError:  # an int beyond float64
+        value = math.copysign(math.inf, value)
+    if low is None and not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    if low is not None and not (math.isfinite(value) and value >= low):
+        raise ValueError(f"{name} must be a number >= {low:g} and finite, got {value!r}")
+    return value
+
+
+def check_weight(value, name: str = "lambda_mmd") -> float:
+    """A weight of a loss term: a finite number >= 0."""
+    return check_number(value, name, low=0.0)
+
+
 def check_num_bins(num_bins, name: str = "num_bins") -> int | None:
     """An explicit number of bins: an integer >= 2 (None stays None: "from the data")."""
-    if num_bins is None:
-        return None
-    if not isinstance(num_bins, numbers.Integral) or isinstance(num_bins, bool):
-        raise TypeError(f"{name} must be an integer, got {type(num_bins).__name__}")
-    if num_bins < 2:
-        raise ValueError(f"{name} must be >= 2, got {num_bins}")
-    return int(num_bins)
+    return None if num_bins is None else check_integer(num_bins, name, low=2)
 
 
 @dataclass(frozen=True)

@@ -9,20 +9,17 @@ a whole number >= 0, gives a ``RuntimeWarning`` and the cap or the default.
 
 from __future__ import annotations
 
-import numbers
 import warnings
 
 from . import _core
+from .options import check_integer
 
 ENVIRONMENT_VARIABLE = "CAUSAL_REWARDS_NUM_THREADS"
 
 
 def set_num_threads(threads: int) -> None:
     """Uses ``threads`` worker threads from now on (0: one per core), at most ``max_num_threads()``."""
-    if isinstance(threads, bool) or not isinstance(threads, numbers.Integral):
-        raise TypeError(f"threads must be an integer, got {type(threads).__name__}")
-    if threads < 0:
-        raise ValueError(f"threads must be >= 0 (0: one per core), got {threads}")
+    threads = check_integer(threads, "threads")
     cap = _core.max_num_threads()
     if threads > cap:
         warnings.warn(

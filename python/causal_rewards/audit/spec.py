@@ -5,11 +5,10 @@ A ``Spec`` is frozen and picklable: the Ray engine ships it to its workers.
 
 from __future__ import annotations
 
-import numbers
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..options import KERNELS, MmdOptions, check_choice, check_num_bins
+from ..options import KERNELS, MmdOptions, check_choice, check_integer, check_num_bins
 from .limits import LIMIT_REASON, MAX_BINS, MAX_GRID_POINTS, MAX_PERMUTATIONS
 from .paired import Pairing
 
@@ -107,19 +106,13 @@ def audit_options(kernel, bandwidth, estimator) -> MmdOptions:
     return MmdOptions.of(kernel=kernel, bandwidth=bandwidth, estimator=estimator, reduction="mean")
 
 
-def check_integer(name: str, value) -> int:
-    """An integer in [0, 2**64), or TypeError / ValueError naming it."""
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool):
-        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
-    if value < 0:
-        raise ValueError(f"{name} must be >= 0, got {value}")
-    if value >= 2**64:
-        raise ValueError(f"{name} must be below 2**64, got {value}")
-    return int(value)
+def check_count(value, name: str, low: int = 0) -> int:
+    """A count or seed of the audit: an integer in [low, 2**64), the core's unsigned range."""
+    return check_integer(value, name, low, below=2**64)
 
 
 def check_permutations(permutations) -> int:
-    permutations = check_integer("permutations", permutations)
+    permutations = check_count(permutations, "permutations")
     if permutations > MAX_PERMUTATIONS:
         raise ValueError(
             f"permutations = {permutations} is above the limit of {MAX_PERMUTATIONS:,} (the smallest p-value "
@@ -139,14 +132,13 @@ def check_bins(bins) -> int:
 def check_grid_points(grid_points) -> int | None:
     if grid_points is None:
         return None
-    if not isinstance(grid_points, numbers.Integral) or isinstance(grid_points, bool) or grid_points < 3:
-        raise ValueError(f"grid_points must be an integer >= 3, got {grid_points!r}")
+    grid_points = check_count(grid_points, "grid_points", low=3)
     if grid_points > MAX_GRID_POINTS:
         raise ValueError(
             f"grid_points = {grid_points} is above the limit of {MAX_GRID_POINTS:,} (the sketch holds "
             "grid_points counts per bin and condition value)"
         )
-    return int(grid_points)
+    return grid_points
 
 
 def check_pair_tests(pair_tests) -> bool | None:
@@ -158,6 +150,4 @@ def check_pair_tests(pair_tests) -> bool | None:
 
 def check_chunk_size(chunk_size) -> int | None:
     """Rows per chunk: None (the default) or an integer >= 1."""
-    if chunk_size is not None and check_integer("chunk_size", chunk_size) < 1:
-        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-    return chunk_size if chunk_size is None else int(chunk_size)
+    return None if chunk_size is None else check_count(chunk_size, "chunk_size", low=1)

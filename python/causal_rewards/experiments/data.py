@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..options import check_integer
+
 
 def _check_rows(split, texts: tuple[str, ...], arrays: tuple[str, ...]) -> None:
     """Every text list, array and ``info`` entry of a split has one entry per prompt."""
@@ -165,18 +167,13 @@ def pick(rng: np.random.Generator, options):
 
 def split_rngs(seed: int, names: tuple[str, ...]) -> dict[str, np.random.Generator]:
     """Independent generators per split, so that resizing one split leaves the others unchanged."""
-    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
-        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
-    children = np.random.SeedSequence(int(seed)).spawn(len(names))
+    children = np.random.SeedSequence(check_integer(seed, "seed")).spawn(len(names))
     return {name: np.random.default_rng(child) for name, child in zip(names, children)}
 
 
 def check_sizes(**sizes: int) -> None:
     for name, value in sizes.items():
-        if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
-            raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-        if value < 2:
-            raise ValueError(f"{name} must be >= 2, got {value}")
+        check_integer(value, name, low=2)
 
 
 def check_probability(name: str, value: float) -> None:

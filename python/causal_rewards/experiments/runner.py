@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from .._io import atomic_write, progress_bar
+from ..options import check_integer, check_number, check_weight
 from .concept import make_concept
 from .data import BiasTask, PairSplit, ResponseSplit, responses_of, word_count
 from .demographic import make_demographic
@@ -103,15 +104,12 @@ class ExperimentConfig:
     seeds: int = 1
 
     def __post_init__(self):
-        from ..loss import check_weight
-        from ..training.settings import check_int, check_number
-
         for lam in (*self.sweep_lambdas, *self.lambda_per_task.values()):
             check_weight(lam, "a lambda of the sweep")
         for alpha in self.sweep_alphas:
             check_number(alpha, "an alpha of the sweep")
-        check_int(self.hidden, "ExperimentConfig.hidden", 1)
-        check_int(self.seeds, "ExperimentConfig.seeds", 1)
+        check_integer(self.hidden, "ExperimentConfig.hidden", 1)
+        check_integer(self.seeds, "ExperimentConfig.seeds", 1)
         for name in ("odin_correlation", "odin_orthogonality"):
             check_weight(getattr(self, name), f"ExperimentConfig.{name}")
         for method in self.methods:

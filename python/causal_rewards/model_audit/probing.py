@@ -25,6 +25,7 @@ import warnings
 import numpy as np
 
 from .._io import progress_bar, show_progress
+from ..options import check_integer
 from .features import text_feature
 from .pairs import PairSource
 from .perturb import parse_perturbation
@@ -84,12 +85,6 @@ def _feature_change(perturbation, pairs: list, perturbed: dict) -> float:
     return float(np.mean(text_feature(perturbation.feature, after) - text_feature(perturbation.feature, before)))
 
 
-def _check_count(name: str, value, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
 def probe(model, data, *, perturb, batch_size: int = 16, max_length: int | None = None, device: str = "auto",
           dtype: str = "float32", bootstrap: int = DEFAULT_BOOTSTRAP, permutations: int = DEFAULT_PERMUTATIONS,
           level: float = 0.95, seed: int = 0, sample: int | None = None, progress: bool | None = None) -> ProbeReport:
@@ -113,11 +108,11 @@ def probe(model, data, *, perturb, batch_size: int = 16, max_length: int | None 
     """
     perturbation = parse_perturbation(perturb)
     options = ScoreOptions.of(batch_size=batch_size, max_length=max_length, device=device, dtype=dtype)
-    bootstrap, permutations = _check_count("bootstrap", bootstrap), _check_count("permutations", permutations)
-    sample = None if sample is None else _check_count("sample", sample)
+    bootstrap, permutations = check_integer(bootstrap, "bootstrap", 1), check_integer(permutations, "permutations", 1)
+    sample = None if sample is None else check_integer(sample, "sample", 1)
     if not (isinstance(level, numbers.Real) and 0 < level < 1):
         raise ValueError(f"level must be in (0, 1), got {level!r}")
-    seed = _check_count("seed", seed, minimum=0)
+    seed = check_integer(seed, "seed")
     source = PairSource(data)
     pairs = _sampled(source, source.validate(), sample, seed)
     perturbed = _perturbed(pairs, perturbation)

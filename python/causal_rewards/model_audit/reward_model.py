@@ -19,12 +19,15 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import math
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from ..options import check_integer
 
 DTYPES = ("float32", "float16", "bfloat16", "auto")
 #: The default --max-length: the model's own limit, capped here.
@@ -193,9 +196,7 @@ class ModelSpec:
         limit = _length_limit(tokenizer, config)
         if max_length is None:
             max_length = min(limit or DEFAULT_MAX_LENGTH, DEFAULT_MAX_LENGTH)
-        elif isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1:
-            raise ValueError(f"max_length must be an integer >= 1, got {max_length!r}")
-        elif limit is not None and max_length > limit:
+        elif check_integer(max_length, "max_length", 1) > (limit or math.inf):
             raise ValueError(f"max_length {max_length} exceeds the model's limit of {limit} tokens")
         return cls(
             folder=folder,

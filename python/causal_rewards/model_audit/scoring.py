@@ -9,7 +9,6 @@ this process's ``device``; ``engine="ray"`` on a Ray cluster (see ``ray_scoring`
 
 from __future__ import annotations
 
-import numbers
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .._io import check_writable, progress_bar, show_progress
-from ..options import check_choice
+from ..options import check_choice, check_integer
 from .features import token_counts
 from .layout import PROMPT, REWARD_COLUMNS, ROW, TEXT_COLUMNS, TOKEN_COLUMNS, messages_type
 from .pairs import PairSource
@@ -26,14 +25,6 @@ from .reward_model import ModelSpec, RewardModel, check_dtype
 ENGINES = ("local", "ray")
 DEFAULT_BATCH_SIZE = 16
 DEFAULT_CHUNK_SIZE = 1024
-
-
-def _positive(name: str, value, allow_none: bool = False):
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-    return int(value)
 
 
 @dataclass(frozen=True)
@@ -54,13 +45,13 @@ class ScoreOptions:
         if not isinstance(device, str):
             raise TypeError(f"device must be a str such as 'cpu' or 'cuda:0', got {type(device).__name__}")
         return cls(
-            batch_size=_positive("batch_size", batch_size),
-            max_length=_positive("max_length", max_length, allow_none=True),
+            batch_size=check_integer(batch_size, "batch_size", 1),
+            max_length=None if max_length is None else check_integer(max_length, "max_length", 1),
             device=device,
             dtype=check_dtype(dtype),
             engine=check_choice("engine", engine, ENGINES),
-            workers=_positive("workers", workers, allow_none=True),
-            chunk_size=_positive("chunk_size", chunk_size),
+            workers=None if workers is None else check_integer(workers, "workers", 1),
+            chunk_size=check_integer(chunk_size, "chunk_size", 1),
         )
 
 

@@ -19,6 +19,8 @@ import numbers
 
 import numpy as np
 
+from ..options import check_integer
+
 BLOCK_VALUES = 1 << 20  # uniforms drawn per block (only memory depends on it)
 RTOL = 1e-12
 
@@ -32,12 +34,6 @@ def _values(values) -> np.ndarray:
     return d
 
 
-def _count(name: str, value, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
 def _blocks(total: int, n: int):
     rows = max(1, BLOCK_VALUES // max(n, 1))
     for start in range(0, total, rows):
@@ -47,7 +43,7 @@ def _blocks(total: int, n: int):
 def bootstrap_means(values, *, resamples: int, seed: int) -> np.ndarray:
     """The ``resamples`` bootstrap replicate means of ``values``."""
     d = _values(values)
-    resamples = _count("bootstrap resamples", resamples, 1)
+    resamples = check_integer(resamples, "bootstrap resamples", 1)
     n = d.size
     rng = np.random.default_rng(seed)
     means = []
@@ -69,7 +65,7 @@ def bootstrap_interval(values, *, resamples: int = 2000, level: float = 0.95, se
 def sign_flip_pvalue(values, *, permutations: int = 10_000, seed: int = 0) -> tuple[float, bool]:
     """(p-value, exact) of the paired sign-flip test of a zero mean (see the module docstring)."""
     d = _values(values)
-    permutations = _count("permutations", permutations, 1)
+    permutations = check_integer(permutations, "permutations", 1)
     n = d.size
     observed = abs(d.sum() / n)
     threshold = observed - RTOL * observed

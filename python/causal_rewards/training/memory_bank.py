@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import torch
 
+from ..options import check_integer
+
 
 class MemoryBank:
     """Ring buffers of shape (num_groups, num_bins, size) with per-cell counts and write heads.
@@ -38,10 +40,7 @@ class MemoryBank:
 
     def __init__(self, size: int, num_bins: int, num_groups: int = 1):
         for name, value, low in (("size", size, 1), ("num_bins", num_bins, 1), ("num_groups", num_groups, 1)):
-            if not isinstance(value, int) or isinstance(value, bool):
-                raise TypeError(f"MemoryBank {name} must be an int, got {type(value).__name__}")
-            if value < low:
-                raise ValueError(f"MemoryBank {name} must be >= {low}, got {value}")
+            check_integer(value, f"MemoryBank {name}", low)
         self.size = size
         self.num_bins = num_bins
         self.num_groups = num_groups

@@ -25,10 +25,10 @@ from dataclasses import asdict, dataclass
 import torch
 
 from .._io import atomic_save, progress_bar
-from ..options import check_choice
+from ..options import check_choice, check_integer, check_number
 from . import _batches, checkpoint
 from .pairs import PreferencePairs
-from .settings import CRMSettings, check_int, check_number
+from .settings import CRMSettings
 
 logger = logging.getLogger(__name__)
 
@@ -89,10 +89,10 @@ class PlainTrainerConfig:
         name = type(self).__name__
         for field, low in (("batch_size", 1), ("num_epochs", 1), ("log_every", 1), ("eval_batch_size", 1),
                            ("warmup_steps", 0), ("seed", 0)):
-            check_int(getattr(self, field), f"{name}.{field}", low)
+            check_integer(getattr(self, field), f"{name}.{field}", low)
         for field in ("max_steps", "eval_every", "early_stopping_patience", "save_every"):
             if getattr(self, field) is not None:
-                check_int(getattr(self, field), f"{name}.{field}", 1)
+                check_integer(getattr(self, field), f"{name}.{field}", 1)
         CRMSettings.of(self, name)
         # settings that would silently corrupt training: a non-positive step size or clipping norm
         # (gradient ascent), a negative weight decay (weights grow)

@@ -20,13 +20,10 @@ their bins (``spurious_bins``) and their objective (``objective``) from the sett
 
 from __future__ import annotations
 
-import math
-import numbers
 from dataclasses import dataclass
 
 from ..binning import KINDS
-from ..loss import check_weight
-from ..options import MmdOptions, check_choice, check_num_bins
+from ..options import MmdOptions, check_choice, check_integer, check_num_bins, check_number, check_weight
 from .objective import CRMObjective
 from .spurious import SpuriousBins
 
@@ -42,24 +39,6 @@ FIELDS = (
     "length_penalty",
     "scale_invariant",
 )
-
-
-def check_int(value, name: str, low: int) -> int:
-    """An integer >= ``low`` (bools refused)."""
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < low:
-        raise ValueError(f"{name} must be >= {low}, got {value}")
-    return int(value)
-
-
-def check_number(value, name: str) -> float:
-    """A finite real number (bools refused)."""
-    if not isinstance(value, numbers.Real) or isinstance(value, bool):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
-    return float(value)
 
 
 def _one_or_each(value, check, name: str):
@@ -107,7 +86,7 @@ class CRMSettings:
             num_bins=num_bins,
             binning=binning,
             options=options,
-            memory_bank_size=check_int(values["memory_bank_size"], f"{owner}.memory_bank_size", 0),
+            memory_bank_size=check_integer(values["memory_bank_size"], f"{owner}.memory_bank_size", 0),
             length_penalty=check_number(values["length_penalty"], f"{owner}.length_penalty"),
             scale_invariant=values["scale_invariant"],
         )

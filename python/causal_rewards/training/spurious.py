@@ -13,7 +13,6 @@ set (the penalty would be zero).
 
 from __future__ import annotations
 
-import itertools
 import numbers
 from collections.abc import Mapping, Sequence
 
@@ -166,9 +165,7 @@ class SpuriousBins:
             raise ValueError(f"the bins state has no entries {missing}")
         if not isinstance(state["binners"], list) or not state["binners"]:
             raise ValueError("the bins state must hold a non-empty list of binners")
-        for j, binner in enumerate(state["binners"]):
-            _check_binner_state(binner, f"binners[{j}]")
-        binners = [Binner.from_dict(s) for s in state["binners"]]
+        binners = [Binner.from_dict(s, where=f"binners[{j}]", fitted=True) for j, s in enumerate(state["binners"])]
         self.binning = state["binning"]
         self.num_bins_per_variable = state["num_bins"]
         self.names = state["names"]
@@ -178,30 +175,3 @@ class SpuriousBins:
     def _require_fitted(self):
         if self.crossed is None:
             raise NotFittedError("SpuriousBins is not fitted: call fit(columns) first")
-
-
-def _check_binner_state(state, where: str) -> None:
-    """A fitted binner's state: a known kind with finite, strictly increasing edges, or at least two
-    distinct sorted categories of one type."""
-    if not isinstance(state, dict) or state.get("kind") not in KINDS:
-        raise ValueError(f"{where} is not a fitted binner's state (kind one of {KINDS})")
-    if state["kind"] == "categorical":
-        categories = state.get("categories")
-        if not isinstance(categories, list) or len(categories) < 2:
-            raise ValueError(f"{where}: categorical bins need a list of at least two categories")
-        kinds = {isinstance(c, str) for c in categories}
-        if len(kinds) != 1 or (kinds == {False} and not all(isinstance(c, numbers.Real) for c in categories)):
-            raise ValueError(f"{where}: categories must be all strings or all numbers")
-        if any(not a < b for a, b in itertools.pairwise(categories)):
-            raise ValueError(f"{where}: categories must be distinct and sorted")
-        return
-    edges = state.get("edges")
-    if not isinstance(edges, list) or not edges or not all(
-        isinstance(e, numbers.Real) and not isinstance(e, bool) for e in edges
-    ):
-        raise ValueError(f"{where}: {state['kind']} bins need a non-empty list of numeric edges")
-    values = np.asarray(edges, dtype=np.float64)
-    if not np.all(np.isfinite(values)):
-        raise ValueError(f"{where}: edge {int(np.flatnonzero(~np.isfinite(values))[0])} is not finite")
-    if np.any(np.diff(values) <= 0):
-        raise ValueError(f"{where}: edges must be strictly increasing")

@@ -314,14 +314,14 @@ impl Evaluator<'_> {
     }
 }
 
-/// The memory policy applied to an audit's results: (G, M, M) MMD^2 per group and B null
-/// statistics.
+/// The memory policy applied to an audit's results: M x M matrices of MMD^2 (one per group and
+/// the average) and of the two pair p-values, and B null statistics.
 fn check_sizes(num_groups: usize, num_bins: usize, permutations: usize) -> Result<()> {
     limits::check(
         &|| format!("an audit of {num_groups} groups x {num_bins} bins"),
-        "array of MMD^2 per group and bin pair",
-        &[num_groups, num_bins, num_bins],
-        2,
+        "matrices of MMD^2 and p-values per bin pair",
+        &[num_bins, num_bins],
+        num_groups.saturating_add(3),
     )?;
     limits::check(
         &|| format!("permutations = {permutations}"),
