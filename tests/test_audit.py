@@ -276,6 +276,27 @@ def test_streaming_equals_in_memory(tmp_path, kernel, method):
     assert_same_report(cr.audit(reread, **common), jsonl)
 
 
+def test_parquet_row_groups_stream_like_one_table(tmp_path):
+    """Files are read a row group at a time: chunks that do not divide the row groups give the same
+    report, and a bad value in a later row group is named by its row in the file."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    df = frame(3000, m=3, groups=2, shift=0.1, seed=12)
+    path = str(tmp_path / "groups.parquet")
+    pq.write_table(pa.Table.from_pandas(df, preserve_index=False), path, row_group_size=700)
+    assert pq.ParquetFile(path).num_row_groups == 5
+    common = {"by": "length", "bins": 4, "kernel": "energy", "permutations": 20, "condition": "group"}
+    whole = cr.audit(df, **common)
+    for chunk_size in (251, 700, 5000):
+        assert_same_report(whole, cr.audit(path, chunk_size=chunk_size, **common))
+    bad = df.copy()
+    bad.loc[2345, "reward"] = np.nan
+    pq.write_table(pa.Table.from_pandas(bad, preserve_index=False), path, row_group_size=700)
+    with pytest.raises(ValueError, match="row 2345"):
+        cr.audit(path, chunk_size=251, **common)
+
+
 def test_in_memory_sources_agree():
     pl = pytest.importorskip("polars")
     import pyarrow as pa
