@@ -4,26 +4,16 @@
 
 use super::*;
 use crate::kernel::KernelKind;
+use crate::simd::tests::{uniform, ALL as ISAS};
 use crate::simd::{Isa, PORTABLE_FUSES};
 use crate::{prepare, set_num_threads, Bandwidth, Input, Prepared};
 
-const ISAS: [Isa; 4] = [Isa::Portable, Isa::PortableFused, Isa::Avx2, Isa::Avx512];
 const KINDS: [KernelKind; 4] = [
     KernelKind::Rbf,
     KernelKind::Laplacian,
     KernelKind::Imq,
     KernelKind::Energy,
 ];
-
-fn uniform(seed: u64) -> impl FnMut() -> f64 {
-    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        (state >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
 
 struct Case {
     name: &'static str,

@@ -22,7 +22,7 @@ mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 /// Logical lanes of every vector type.
 pub(crate) const LANES: usize = 8;

@@ -4,7 +4,8 @@
 use super::*;
 use crate::kernel::{Energy, Imq, Laplacian, Mean, Rbf, VectorKernel};
 
-const ALL: [Isa; 4] = [Isa::Portable, Isa::PortableFused, Isa::Avx2, Isa::Avx512];
+/// Every instruction set, available here or not (the sweep tests use it too).
+pub(crate) const ALL: [Isa; 4] = [Isa::Portable, Isa::PortableFused, Isa::Avx2, Isa::Avx512];
 
 fn available() -> impl Iterator<Item = Isa> {
     ALL.into_iter().filter(|isa| isa.available())
@@ -53,7 +54,8 @@ impl<K: VectorKernel> VectorFn for Eval<'_, K> {
     }
 }
 
-fn uniform(seed: u64) -> impl FnMut() -> f64 {
+/// Uniform numbers in [0, 1) from a xorshift generator seeded with `seed` (the sweep tests use it too).
+pub(crate) fn uniform(seed: u64) -> impl FnMut() -> f64 {
     let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
     move || {
         state ^= state << 13;
